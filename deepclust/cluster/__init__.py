@@ -1,0 +1,1 @@
+"""Non-deep clustering algorithms: FINCH, density peaks, k-means, label matching."""

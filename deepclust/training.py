@@ -1,0 +1,278 @@
+"""The one training loop every deep method uses.
+
+A method does not write its own loop: it supplies a *step* — a function from a batch to a dict
+of named loss tensors, whose ``"loss"`` entry is the total that is back-propagated — plus the
+batches of each epoch and optional hooks. The loop owns the optimizer steps, the per-epoch
+history of every loss term, the progress bar, checkpoints (atomic) and resuming.
+
+Example
+-------
+>>> def step(batch):                                         # doctest: +SKIP
+...     x = data[batch]
+...     rec = model(x)
+...     mse = ((rec - x) ** 2).mean()
+...     return {"loss": mse, "rec": mse}
+>>> history = fit_loop(model=model, optimizer=opt, step=step, epochs=10,
+...                    batches=lambda epoch: minibatches(n, 256, generator=gen))
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+__all__ = ["History", "fit_loop", "minibatches", "atomic_torch_save", "load_checkpoint"]
+
+log = logging.getLogger("deepclust")
+
+Step = Callable[[Any], dict[str, torch.Tensor]]
+
+
+@dataclass
+class History:
+    """Per-epoch means of every loss term, keyed by stage then term.
+
+    ``history.stages["pretrain"]["rec"]`` is the list of that term's epoch means.
+    """
+
+    stages: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+
+    def add(self, stage: str, means: dict[str, float]) -> None:
+        terms = self.stages.setdefault(stage, {})
+        for key, value in means.items():
+            terms.setdefault(key, []).append(float(value))
+
+    def epochs(self, stage: str) -> int:
+        terms = self.stages.get(stage, {})
+        return max((len(v) for v in terms.values()), default=0)
+
+    def to_dict(self) -> dict[str, dict[str, list[float]]]:
+        return {s: {k: list(v) for k, v in t.items()} for s, t in self.stages.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> History:
+        return cls({s: {k: list(map(float, v)) for k, v in t.items()} for s, t in d.items()})
+
+
+def minibatches(
+    n: int,
+    batch_size: int,
+    *,
+    generator: torch.Generator | None = None,
+    shuffle: bool = True,
+    drop_last: bool = False,
+) -> Iterator[torch.Tensor]:
+    """Index tensors of the mini-batches of one epoch over ``n`` samples.
+
+    The permutation is drawn from ``generator`` (a local CPU generator), so an epoch's batches are
+    reproducible from the seed.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
+    stop = n - (n % batch_size) if drop_last and n >= batch_size else n
+    for start in range(0, stop, batch_size):
+        yield order[start : start + batch_size]
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
+
+    A crash at any point leaves either the old file or the new one, never a truncated file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Load a checkpoint written by :func:`fit_loop` (``weights_only=True``: no pickled code)."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # torch raises many types for a bad file
+        raise ValueError(
+            f"checkpoint {path} could not be read ({type(exc).__name__}: {exc}); "
+            "delete it to start afresh"
+        ) from exc
+
+
+def _rng_state(generator: torch.Generator | None) -> dict:
+    state = {"torch_cpu": torch.get_rng_state()}
+    if generator is not None:
+        state["generator"] = generator.get_state()
+    return state
+
+
+def _set_rng_state(state: dict, generator: torch.Generator | None) -> None:
+    torch.set_rng_state(state["torch_cpu"])
+    if generator is not None and "generator" in state:
+        generator.set_state(state["generator"])
+
+
+def fit_loop(
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    step: Step,
+    epochs: int,
+    batches: Callable[[int], Iterable[Any]],
+    stage: str = "train",
+    history: History | None = None,
+    on_epoch_start: Callable[[int], None] | None = None,
+    on_batch_start: Callable[[int], None] | None = None,
+    on_epoch_end: Callable[[int, dict[str, float]], bool | None] | None = None,
+    generator: torch.Generator | None = None,
+    checkpoint_path: str | os.PathLike | None = None,
+    checkpoint_every: int = 0,
+    resume: bool = False,
+    extra_state: Callable[[], dict] | None = None,
+    load_extra_state: Callable[[dict], None] | None = None,
+    clip_grad_norm: float | None = None,
+    verbose: bool = False,
+) -> History:
+    """Run ``epochs`` epochs of ``step`` over ``batches(epoch)`` and return the history.
+
+    Parameters
+    ----------
+    model, optimizer
+        The module in training mode and its optimizer.
+    step
+        ``step(batch) -> {"loss": total, "term": value, ...}``. ``"loss"`` is back-propagated;
+        every entry is averaged per epoch (weighted by batch count) into the history.
+    epochs
+        Number of epochs of this stage.
+    batches
+        ``batches(epoch)`` gives the batches (anything ``step`` accepts) of one epoch.
+    stage
+        Name of the stage ("pretrain", "train", "boost", ...), used in the history and the
+        checkpoint so a multi-stage method resumes at the right stage.
+    on_epoch_start, on_batch_start
+        Hooks called with the epoch index / the global step index before the work (e.g. DEC's
+        target refresh every ``update_interval`` batches).
+    on_epoch_end
+        ``on_epoch_end(epoch, means)``; returning True stops training (convergence criteria).
+    generator
+        The local generator whose state is checkpointed with the model.
+    checkpoint_path, checkpoint_every
+        Write a checkpoint every ``checkpoint_every`` epochs (0: never) and at the end, atomically.
+    resume
+        Continue from ``checkpoint_path`` when it exists and belongs to this stage (or a later
+        one, in which case this stage is skipped).
+    extra_state, load_extra_state
+        Save/restore method state beyond the model and optimizer (centres, targets, ...).
+    """
+    history = history if history is not None else History()
+    start_epoch = 0
+    global_step = 0
+    if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
+        ckpt = load_checkpoint(checkpoint_path)
+        done_stages = ckpt.get("done_stages", [])
+        if stage in done_stages or ckpt.get("stage") == stage:
+            model.load_state_dict(ckpt["model"])
+            history.stages.update(History.from_dict(ckpt["history"]).stages)
+            if load_extra_state is not None and "extra" in ckpt:
+                load_extra_state(ckpt["extra"])
+            if stage in done_stages:
+                _set_rng_state(ckpt["rng"], generator)
+                log.info("resume: stage %s already finished, skipping", stage)
+                return history
+            optimizer.load_state_dict(ckpt["optimizer"])
+            _set_rng_state(ckpt["rng"], generator)
+            start_epoch = int(ckpt["epoch"])
+            global_step = int(ckpt.get("global_step", 0))
+            log.info("resume: stage %s from epoch %d", stage, start_epoch)
+
+    def save(epoch: int, finished: bool) -> None:
+        if checkpoint_path is None:
+            return
+        prev_done: list[str] = []
+        if Path(checkpoint_path).exists():
+            try:
+                prev_done = list(load_checkpoint(checkpoint_path).get("done_stages", []))
+            except ValueError:
+                prev_done = []
+        done = prev_done + ([stage] if finished and stage not in prev_done else [])
+        atomic_torch_save(
+            {
+                "stage": stage,
+                "epoch": epoch,
+                "global_step": global_step,
+                "done_stages": done,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "history": history.to_dict(),
+                "rng": _rng_state(generator),
+                "extra": extra_state() if extra_state is not None else {},
+            },
+            checkpoint_path,
+        )
+
+    bar = None
+    if verbose:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=epochs, initial=start_epoch, desc=stage, leave=False)
+    model.train()
+    stopped = False
+    for epoch in range(start_epoch, epochs):
+        if on_epoch_start is not None:
+            on_epoch_start(epoch)
+        sums: dict[str, float] = {}
+        count = 0
+        for batch in batches(epoch):
+            if on_batch_start is not None:
+                on_batch_start(global_step)
+            terms = step(batch)
+            loss = terms["loss"]
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"the {stage} loss became {loss.item()} at epoch {epoch}; "
+                    "lower the learning rate or check the input scaling"
+                )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
+            optimizer.step()
+            global_step += 1
+            count += 1
+            for key, value in terms.items():
+                v = value.detach().item() if isinstance(value, torch.Tensor) else float(value)
+                sums[key] = sums.get(key, 0.0) + v
+        means = {k: v / max(count, 1) for k, v in sums.items()}
+        history.add(stage, means)
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix({k: f"{v:.4g}" for k, v in means.items() if math.isfinite(v)})
+        log.debug("%s epoch %d: %s", stage, epoch, means)
+        if on_epoch_end is not None and on_epoch_end(epoch, means):
+            stopped = True
+        last = stopped or epoch + 1 == epochs
+        if checkpoint_every and ((epoch + 1) % checkpoint_every == 0 or last):
+            save(epoch + 1, finished=last)
+        if stopped:
+            log.info("%s: stopping criterion met at epoch %d", stage, epoch)
+            break
+    if bar is not None:
+        bar.close()
+    return history
