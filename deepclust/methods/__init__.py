@@ -13,7 +13,7 @@ __all__ = ["METHODS", "get_method"]
 
 METHODS: dict[str, str] = {
     "kmeans": "deepclust.methods.kmeans:KMeans",
-    "finch": "deepclust.methods.finch:FINCH",
+    "finch": "deepclust.cluster.finch:FINCH",
     "dec": "deepclust.methods.dec:DEC",
     "idec": "deepclust.methods.dec:IDEC",
     "edesc": "deepclust.methods.edesc:EDESC",
