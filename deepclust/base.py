@@ -119,6 +119,10 @@ def check_data(
     """
     if isinstance(X, torch.Tensor):
         X = X.detach().cpu().numpy()
+    if hasattr(X, "toarray") and hasattr(X, "nnz"):
+        raise TypeError(
+            f"{name} is a scipy sparse matrix; sparse input is not supported: pass X.toarray()"
+        )
     try:
         arr = np.asarray(X)
     except (ValueError, TypeError) as exc:
@@ -126,12 +130,23 @@ def check_data(
             f"{name} could not be read as one numeric array ({exc}); "
             "are the samples of different shapes?"
         ) from exc
-    if arr.dtype == object or not (
+    if np.iscomplexobj(arr):
+        raise ValueError(f"Complex data not supported: {name} has dtype {arr.dtype}; pass real values")
+    if arr.dtype == object:
+        try:
+            arr = arr.astype(np.float64)
+        except (ValueError, TypeError) as exc:
+            raise TypeError(f"{name} must be numeric; its object array holds non-numbers ({exc})") from exc
+    if not (
         np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
     ):
         raise TypeError(f"{name} must be numeric, got an array of dtype {arr.dtype}")
     if arr.ndim == 0:
         raise ValueError(f"{name} must be an array of samples, got a scalar")
+    if arr.ndim >= 2 and arr.shape[0] > 0 and arr.size == 0:
+        raise ValueError(
+            f"{name} has 0 feature(s) (shape={arr.shape}) while a minimum of 1 is required."
+        )
     if arr.size == 0:
         raise ValueError(f"{name} is empty (shape {arr.shape}); pass at least {min_samples} samples")
     if kind == "scene":
@@ -214,8 +229,9 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         n_feat = int(np.prod(X.shape[1:])) if self.input_kind != "scene" else X.shape[-1]
         if n_feat != self.n_features_in_:
             raise ValueError(
-                f"X has {n_feat} features per sample but the model was fitted on "
-                f"{self.n_features_in_}; pass data shaped like the training data"
+                f"X has {n_feat} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input (the training data's); "
+                "pass data shaped like the training data"
             )
         return self._predict(X, **predict_params)
 

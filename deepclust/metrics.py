@@ -117,7 +117,9 @@ def kappa(y_true, y_pred, mask=None) -> float:
     """Cohen's kappa between the truth and the matched predictions.
 
     ``kappa = (p_o - p_e) / (1 - p_e)`` with ``p_o`` the observed agreement (= OA) and ``p_e``
-    the agreement expected by chance from the two label marginals.
+    the agreement expected by chance from the two label marginals. When several matchings
+    tie on agreement (e.g. more clusters than classes), kappa depends on the one the Hungarian
+    solver returns, so it is not invariant to relabelling the clusters in such ties.
     """
     y_true, y_hat = _matched(y_true, y_pred, mask)
     n = y_true.size

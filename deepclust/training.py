@@ -172,7 +172,12 @@ def fit_loop(
     on_epoch_end
         ``on_epoch_end(epoch, means)``; returning True stops training (convergence criteria).
     generator
-        The local generator whose state is checkpointed with the model.
+        The local generator that ``batches`` (and the step) draw from. Pass it whenever you
+        checkpoint: its state is saved and restored so a resumed run draws the same batches.
+    history
+        The history to append to; pass the same object through the stages of a method. Pass
+        the previous stages' ``done_stages`` along by giving every stage the same
+        ``checkpoint_path`` (the file remembers which stages finished).
     checkpoint_path, checkpoint_every
         Write a checkpoint every ``checkpoint_every`` epochs (0: never) and at the end, atomically.
     resume
@@ -184,20 +189,22 @@ def fit_loop(
     history = history if history is not None else History()
     start_epoch = 0
     global_step = 0
-    if resume and checkpoint_path is not None and Path(checkpoint_path).exists():
+    done_stages: list[str] = []
+    if checkpoint_path is not None and Path(checkpoint_path).exists():
+        # The file remembers which stages of this fit finished; a method starting a fresh fit
+        # (resume=False) removes its old checkpoint first.
         ckpt = load_checkpoint(checkpoint_path)
-        done_stages = ckpt.get("done_stages", [])
-        if stage in done_stages or ckpt.get("stage") == stage:
+        done_stages = list(ckpt.get("done_stages", []))
+        if resume and (stage in done_stages or ckpt.get("stage") == stage):
             model.load_state_dict(ckpt["model"])
             history.stages.update(History.from_dict(ckpt["history"]).stages)
             if load_extra_state is not None and "extra" in ckpt:
                 load_extra_state(ckpt["extra"])
+            _set_rng_state(ckpt["rng"], generator)
             if stage in done_stages:
-                _set_rng_state(ckpt["rng"], generator)
                 log.info("resume: stage %s already finished, skipping", stage)
                 return history
             optimizer.load_state_dict(ckpt["optimizer"])
-            _set_rng_state(ckpt["rng"], generator)
             start_epoch = int(ckpt["epoch"])
             global_step = int(ckpt.get("global_step", 0))
             log.info("resume: stage %s from epoch %d", stage, start_epoch)
@@ -205,13 +212,7 @@ def fit_loop(
     def save(epoch: int, finished: bool) -> None:
         if checkpoint_path is None:
             return
-        prev_done: list[str] = []
-        if Path(checkpoint_path).exists():
-            try:
-                prev_done = list(load_checkpoint(checkpoint_path).get("done_stages", []))
-            except ValueError:
-                prev_done = []
-        done = prev_done + ([stage] if finished and stage not in prev_done else [])
+        done = done_stages + ([stage] if finished and stage not in done_stages else [])
         atomic_torch_save(
             {
                 "stage": stage,

@@ -68,6 +68,7 @@ class KMeans(DeepClusterer):
                 if best is None or inertia < best[0]:
                     best = (inertia, km.centroids.copy(), lab.ravel().astype(np.int64))
             self.inertia_, self.cluster_centers_, self.labels_ = best
+            self.n_iter_ = int(self.max_iter)
         else:
             from sklearn.cluster import KMeans as SKKMeans
 
@@ -78,6 +79,7 @@ class KMeans(DeepClusterer):
             self.cluster_centers_ = km.cluster_centers_.astype(np.float32)
             self.labels_ = km.labels_.astype(np.int64)
             self.inertia_ = float(km.inertia_)
+            self.n_iter_ = int(km.n_iter_)
         self.selection_ = f"lowest inertia of n_init={self.n_init} restarts (label-free)"
 
     def _predict(self, X: np.ndarray) -> np.ndarray:

@@ -1,0 +1,174 @@
+"""The benchmark runner behind ``deepclust bench``.
+
+Every (method, dataset, seed) runs in its own ``deepclust run`` subprocess, so each run's peak
+memory is its own and one failure does not stop the grid. Per-seed metrics go to
+``benchmarks/results/<method>__<dataset>__<preset>[__tag].json``; ``benchmarks/RESULTS.md`` is then
+regenerated from every results file: its part between the ``BEGIN GENERATED`` and
+``END GENERATED`` markers is replaced and the hand-written notes around it are kept.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from deepclust.paper_numbers import PAPER_NUMBERS
+
+__all__ = ["run_bench", "render_results"]
+
+BEGIN = "<!-- BEGIN GENERATED: deepclust bench rewrites this part -->"
+END = "<!-- END GENERATED -->"
+METRICS = ("acc", "nmi", "ari")
+
+
+def _results_name(method: str, dataset: str, preset: str, tag: str | None) -> str:
+    return f"{method}__{dataset}__{preset}" + (f"__{tag}" if tag else "") + ".json"
+
+
+def run_bench(*, methods: list[str], datasets: list[str], seeds: list[int], preset: str = "fast",
+              overrides: list[str] | None = None, tag: str | None = None,
+              bench_dir: Path = Path("benchmarks"), timeout: float | None = None) -> list[Path]:
+    """Run the grid and regenerate RESULTS.md; returns the results files written."""
+    from deepclust.data import CATALOG, dataset_status
+    from deepclust.methods import get_method
+
+    for m in methods:
+        get_method(m)  # fail early on an unknown method
+    for d in datasets:
+        if d not in CATALOG:
+            from deepclust.data import load_dataset
+
+            load_dataset(d)  # raises the catalog's error with close matches
+    results_dir = bench_dir / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for dataset in datasets:
+        present = dataset_status(dataset)["present"]
+        for method in methods:
+            path = results_dir / _results_name(method, dataset, preset, tag)
+            runs, failures = [], []
+            if not present:
+                print(f"[bench] {method} on {dataset}: data not present, skipped", flush=True)
+                payload = {"method": method, "dataset": dataset, "preset": preset, "tag": tag,
+                           "status": "data not present", "runs": []}
+            else:
+                for seed in seeds:
+                    rec, err = _one_run(method, dataset, seed, preset, overrides or [], timeout)
+                    if rec is not None:
+                        runs.append(rec)
+                        print(f"[bench] {method} {dataset} seed {seed}: acc {rec.get('acc', float('nan')):.4f} "
+                              f"nmi {rec.get('nmi', float('nan')):.4f} in {rec['fit_seconds']:.1f}s", flush=True)
+                    else:
+                        failures.append({"seed": seed, "error": err})
+                        print(f"[bench] {method} {dataset} seed {seed}: FAILED: {err}", flush=True)
+                payload = {"method": method, "dataset": dataset, "preset": preset, "tag": tag,
+                           "overrides": overrides or [], "status": "ok" if runs else "failed",
+                           "runs": runs, "failures": failures,
+                           "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+                           "date": time.strftime("%Y-%m-%d")}
+            path.write_text(json.dumps(payload, indent=2))
+            written.append(path)
+    render_results(bench_dir)
+    return written
+
+
+def _one_run(method, dataset, seed, preset, overrides, timeout):
+    with tempfile.TemporaryDirectory(prefix="deepclust-bench-") as tmp:
+        out = Path(tmp) / "run"
+        cmd = [sys.executable, "-m", "deepclust", "run", method, "--dataset", dataset, "--seed", str(seed),
+               "--preset", preset, "--out", str(out), "--no-pictures"]
+        if overrides:
+            cmd += ["--set", *overrides]
+        try:
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None, f"timed out after {timeout} s"
+        if proc.returncode != 0:
+            lines = (proc.stderr or proc.stdout).strip().splitlines()
+            return None, lines[-1] if lines else f"exit {proc.returncode}"
+        rec = json.loads((out / "metrics.json").read_text())
+        rec.pop("params", None)
+        return rec, None
+
+
+def _fmt(values: list[float]) -> str:
+    if not values:
+        return "–"
+    a = np.asarray(values, dtype=float)
+    if a.size == 1:
+        return f"{a[0]:.3f}"
+    return f"{a.mean():.3f} ± {a.std(ddof=0):.3f}"
+
+
+def render_results(bench_dir: Path = Path("benchmarks")) -> Path:
+    """Regenerate the generated part of ``bench_dir/RESULTS.md`` from ``bench_dir/results``."""
+    results_dir = bench_dir / "results"
+    files = sorted(results_dir.glob("*.json")) if results_dir.exists() else []
+    by_dataset: dict[str, list[dict]] = {}
+    for f in files:
+        payload = json.loads(f.read_text())
+        by_dataset.setdefault(payload["dataset"], []).append(payload)
+    lines = [BEGIN, "", "Mean ± std over seeds (population std), measured here with `deepclust bench`;",
+             "ACC/NMI/ARI in [0, 1]; NMI with arithmetic normalisation (`nmi_max` in the JSON files);",
+             "fit time and peak RSS of the whole run process. Paper numbers are quoted from the",
+             "source given and were obtained with the paper's own settings (usually GPU, paper",
+             "preset), not ours.", ""]
+    for dataset in sorted(by_dataset):
+        lines += [f"### {dataset}", "",
+                  "| method | preset | seeds | ACC | NMI | ARI | fit s | peak MB | paper (ACC / NMI / ARI) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for p in sorted(by_dataset[dataset], key=lambda p: (p["method"], p.get("tag") or "")):
+            name = p["method"] + (f" [{p['tag']}]" if p.get("tag") else "")
+            paper = PAPER_NUMBERS.get((p["method"], dataset, p.get("tag")))
+            paper_txt = "–"
+            if paper:
+                vals = " / ".join("–" if paper.get(m) is None else f"{paper[m]:.3f}" for m in METRICS)
+                paper_txt = f"{vals} ({paper['source']})"
+            if p["status"] == "data not present":
+                lines.append(f"| {name} | {p['preset']} | – | data not present | | | | | {paper_txt} |")
+                continue
+            runs = p["runs"]
+            seeds = ",".join(str(r["seed"]) for r in runs) or "–"
+            if p.get("failures"):
+                seeds += f" ({len(p['failures'])} failed)"
+            cols = [_fmt([r[m] for r in runs if m in r]) for m in METRICS]
+            fit = _fmt([r["fit_seconds"] for r in runs]).split(" ±")[0]
+            mem = f"{max((r['peak_rss_mb'] for r in runs), default=float('nan')):.0f}" if runs else "–"
+            lines.append(f"| {name} | {p['preset']} | {seeds} | {' | '.join(cols)} | {fit} | {mem} | {paper_txt} |")
+            for alt in ("kmeans",):
+                alts = [r[alt] for r in runs if isinstance(r.get(alt), dict)]
+                if alts:
+                    acols = [_fmt([a[m] for a in alts]) for m in METRICS]
+                    apaper = PAPER_NUMBERS.get((p["method"] + "+kmeans", dataset, p.get("tag")))
+                    atxt = "–"
+                    if apaper:
+                        atxt = " / ".join("–" if apaper.get(m) is None else f"{apaper[m]:.3f}" for m in METRICS)
+                        atxt += f" ({apaper['source']})"
+                    lines.append(f"| {name} → k-means on features | {p['preset']} | {seeds} | "
+                                 f"{' | '.join(acols)} | | | {atxt} |")
+        lines.append("")
+    lines.append(END)
+    generated = "\n".join(lines)
+    path = bench_dir / "RESULTS.md"
+    if path.exists():
+        text = path.read_text()
+        if BEGIN in text and END in text:
+            head, rest = text.split(BEGIN, 1)
+            _, tail = rest.split(END, 1)
+            text = head + generated + tail
+        else:
+            text = text.rstrip() + "\n\n" + generated + "\n"
+    else:
+        text = ("# Benchmark results\n\nMachine: 2 CPU cores, 24 GiB RAM, no GPU, Python 3.11, "
+                "torch 2.13.0 CPU.\nRegenerate the tables with `deepclust bench ...` (see the "
+                "README).\n\n" + generated + "\n")
+    path.write_text(text)
+    return path

@@ -1,0 +1,164 @@
+"""The ``deepclust`` command.
+
+    deepclust datasets
+    deepclust run METHOD --dataset NAME | --data FILE [--gt FILE] [--preset fast|paper]
+                  [--seed S] [--out DIR] [--set key=value ...]
+    deepclust bench --methods m1,m2 --datasets d1,d2 --seeds 0,1,2 [--preset fast]
+
+Errors a user can fix (bad names, bad files, bad parameters) are printed in one line on stderr
+with exit status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import warnings
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+
+class UserError(Exception):
+    """An error whose message is enough for the user to fix the problem."""
+
+
+def _csv(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in _csv(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seeds must be integers separated by commas, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from deepclust import __version__
+
+    p = argparse.ArgumentParser(prog="deepclust", description="Deep clustering of images and hyperspectral scenes.")
+    p.add_argument("--version", action="version", version=f"deepclust {__version__}")
+    p.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("datasets", help="list the dataset catalog and what is present locally")
+    sub.add_parser("methods", help="list the methods")
+
+    r = sub.add_parser("run", help="train one method on one dataset and write its outputs")
+    r.add_argument("method")
+    src = r.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dataset", help="a catalog name (see `deepclust datasets`)")
+    src.add_argument("--data", help="your own file: .mat, .npy, .npz, IDX, or a folder of images")
+    r.add_argument("--gt", help="ground-truth file for --data (a scene's (H, W) map or labels)")
+    r.add_argument("--key", help="array name inside --data when it holds several")
+    r.add_argument("--gt-key", help="array name inside --gt when it holds several")
+    r.add_argument("--preset", default="fast", help="fast (CPU minutes) or paper (the paper's settings)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--out", default=None, help="output folder (default runs/METHOD-DATASET-seedS)")
+    r.add_argument("--n-clusters", type=int, default=None, help="default: the number of classes")
+    r.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the preset's, else auto)")
+    r.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override constructor arguments")
+    r.add_argument("--no-pictures", action="store_true", help="skip the PNG pictures")
+    r.add_argument("-v", "--verbose", action="store_true", help="progress bars and info logging")
+
+    b = sub.add_parser("bench", help="run methods x datasets x seeds and regenerate benchmarks/RESULTS.md")
+    b.add_argument("--methods", type=_csv, required=True)
+    b.add_argument("--datasets", type=_csv, required=True)
+    b.add_argument("--seeds", type=_seeds, default=[0, 1, 2])
+    b.add_argument("--preset", default="fast")
+    b.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    b.add_argument("--tag", default=None, help="suffix of the results file name (e.g. an ablation)")
+    b.add_argument("--bench-dir", default="benchmarks", help="where results/ and RESULTS.md live")
+    b.add_argument("--timeout", type=float, default=None, help="seconds per run")
+    return p
+
+
+def _cmd_datasets() -> int:
+    from deepclust.data import CATALOG, dataset_status
+
+    rows = []
+    for name in CATALOG:
+        st = dataset_status(name)
+        rows.append((name, st.get("kind", ""), str(st.get("n_samples", "")), str(st.get("n_classes", "")),
+                     "present" if st["present"] else "missing", st.get("where") or st.get("url") or ""))
+    widths = [max(len(r[i]) for r in rows + [("name", "kind", "samples", "classes", "status", "where / url")]) for i in range(6)]
+    header = ("name", "kind", "samples", "classes", "status", "where / url")
+    for row in [header] + rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def _cmd_methods() -> int:
+    from deepclust.methods import METHODS
+
+    for name, target in METHODS.items():
+        print(f"{name:8s} {target}")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from deepclust.runner import parse_overrides, run_experiment
+
+    src = args.dataset or Path(args.data).stem
+    out = args.out or f"runs/{args.method}-{src}-seed{args.seed}"
+    record = run_experiment(
+        args.method, dataset=args.dataset, data=args.data, gt=args.gt, key=args.key,
+        gt_key=args.gt_key, preset=args.preset, seed=args.seed, out=out,
+        overrides=parse_overrides(args.set), n_clusters=args.n_clusters, device=args.device,
+        pictures=not args.no_pictures, verbose=args.verbose,
+    )
+    keys = ["acc", "nmi", "ari", "oa", "kappa"]
+    shown = {k: round(record[k], 4) for k in keys if k in record}
+    for name in ("kmeans",):
+        if isinstance(record.get(name), dict):
+            shown[f"{name}_acc"] = round(record[name]["acc"], 4)
+            shown[f"{name}_nmi"] = round(record[name]["nmi"], 4)
+    shown["fit_seconds"] = record["fit_seconds"]
+    shown["peak_rss_mb"] = record["peak_rss_mb"]
+    print(f"{record['method']} on {record['dataset']} (preset {record['preset']}, seed {record['seed']}, "
+          f"n={record['n_samples']}, k={record['n_clusters']})")
+    print(json.dumps(shown))
+    print(f"outputs written to {out}/")
+    return 0
+
+
+def _cmd_bench(args) -> int:
+    from deepclust.bench import run_bench
+
+    run_bench(methods=args.methods, datasets=args.datasets, seeds=args.seeds, preset=args.preset,
+              overrides=args.set, tag=args.tag, bench_dir=Path(args.bench_dir), timeout=args.timeout)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    warnings.simplefilter("default")
+    commands = {"datasets": _cmd_datasets, "methods": _cmd_methods}
+    try:
+        if args.command in commands:
+            return commands[args.command]()
+        if args.command == "run":
+            return _cmd_run(args)
+        if args.command == "bench":
+            return _cmd_bench(args)
+    except KeyboardInterrupt:
+        print("deepclust: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, FileNotFoundError, PermissionError, UserError, FloatingPointError) as exc:
+        if args.debug:
+            raise
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"deepclust: error: {msg}", file=sys.stderr)
+        return 2
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
