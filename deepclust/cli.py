@@ -84,8 +84,8 @@ def _cmd_datasets() -> int:
         st = dataset_status(name)
         rows.append((name, st.get("kind", ""), str(st.get("n_samples", "")), str(st.get("n_classes", "")),
                      "present" if st["present"] else "missing", st.get("where") or st.get("url") or ""))
-    widths = [max(len(r[i]) for r in rows + [("name", "kind", "samples", "classes", "status", "where / url")]) for i in range(6)]
     header = ("name", "kind", "samples", "classes", "status", "where / url")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(6)]
     for row in [header] + rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
     return 0

@@ -118,7 +118,8 @@ def plot_cluster_map(
         panels.append(("whole scene (predict)", _paint(np.asarray(full_map), extra, black)))
     h, w = label_map.shape
     scale = 4.0 / max(h, w)
-    fig, axes = plt.subplots(1, len(panels), figsize=(len(panels) * max(w * scale, 2.5) + 0.5, max(h * scale, 2.5) + 0.6))
+    size = (len(panels) * max(w * scale, 2.5) + 0.5, max(h * scale, 2.5) + 0.6)
+    fig, axes = plt.subplots(1, len(panels), figsize=size)
     axes = np.atleast_1d(axes)
     for ax, (name, img) in zip(axes, panels):
         ax.imshow(img, interpolation="nearest")

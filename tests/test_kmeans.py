@@ -8,7 +8,6 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from deepclust.methods.kmeans import KMeans
 from deepclust.metrics import acc
 
-
 # deepclust requires n_clusters >= 2 (a one-cluster "clustering" is always a user error);
 # this check sets n_clusters=1.
 EXPECTED_FAILED = {

@@ -4,8 +4,12 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sklearn.metrics import accuracy_score, adjusted_rand_score, cohen_kappa_score
-from sklearn.metrics import normalized_mutual_info_score
+from sklearn.metrics import (
+    accuracy_score,
+    adjusted_rand_score,
+    cohen_kappa_score,
+    normalized_mutual_info_score,
+)
 
 from deepclust import metrics as M
 
