@@ -128,11 +128,13 @@ def cache_dir() -> Path:
     return (Path(base) if base else Path.home() / ".cache") / "deepclust"
 
 
+def _package_checkout() -> Path:
+    """The directory holding the ``deepclust`` package source (<checkout>/deepclust/...)."""
+    return Path(__file__).resolve().parents[2]
+
+
 def _shared_candidates() -> list[Path]:
-    out: list[Path] = []
-    # The checkout holding the package source: <checkout>/deepclust/data/fetch.py.
-    checkout = Path(__file__).resolve().parents[2]
-    out.append(checkout.parent / "shared" / "datasets")
+    out: list[Path] = [_package_checkout().parent / "shared" / "datasets"]
     cwd = Path.cwd().resolve()
     for p in (cwd, *cwd.parents):
         out.append(p / "shared" / "datasets")
