@@ -1,0 +1,308 @@
+"""Loading a user's own data: ``.mat`` (v5 and v7.3), ``.npy``/``.npz``, ``.h5``, IDX, folders.
+
+:func:`load_file` turns a file (or a folder of images) into a :class:`Dataset`. How a 3-D array
+is read (documented rule; pass ``kind=`` to override):
+
+* with a ground truth ``gt`` that is 2-D: a **scene** (H, W, B), the gt must be (H, W);
+* with 1-D labels ``gt``: an **image** stack (N, H, W);
+* without ``gt``: an image stack (N, S, S) when its last two axes are equal (square images), a
+  scene (H, W, B) otherwise (hyperspectral cubes have many more bands than a square side rarely
+  equals).
+
+4-D arrays are images ((N, H, W, C) when the last axis has 1, 3 or 4 entries, else (N, C, H, W));
+2-D arrays are vectors (N, D). Images are scaled to [0, 1] (see
+:func:`deepclust.data.images.to_nchw_unit`).
+
+Array-file keys: when a ``.mat``/``.npz``/``.h5`` holds exactly one array it is used; otherwise a
+``ValueError`` lists the keys and asks for ``key=``. Labels may come from the same file
+(``gt_key=`` without ``gt``), e.g. ``load_file("coil20.npz", key="images", gt_key="labels")``.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from deepclust.data.dataset import Dataset
+from deepclust.data.hsi import scene_dataset
+from deepclust.data.images import load_image_folder, read_idx, to_nchw_unit
+
+__all__ = ["load_file", "read_array", "read_mat"]
+
+_IDX_HINTS = ("-ubyte", ".idx", "idx1", "idx3")
+
+
+def _pick_key(path: Path, keys: list[str], key: str | None, what: str = "array") -> str:
+    if key is not None:
+        if key not in keys:
+            raise ValueError(
+                f"{path}: has no {what} {key!r}; its {what}s are: {', '.join(keys) or '(none)'}"
+            )
+        return key
+    if len(keys) == 1:
+        return keys[0]
+    if not keys:
+        raise ValueError(f"{path}: holds no numeric {what}")
+    raise ValueError(
+        f"{path}: holds several {what}s ({', '.join(keys)}); pass key= (and gt_key= for the "
+        "labels) to say which one to load"
+    )
+
+
+def _is_hdf5(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(128)
+    if b"MATLAB 7.3" in head:
+        return True
+    # HDF5 signature at offset 0 (plain .h5) or 512 (MATLAB v7.3's user block)
+    for off in (0, 512, 1024):
+        with open(path, "rb") as f:
+            f.seek(off)
+            if f.read(8) == b"\x89HDF\r\n\x1a\n":
+                return True
+    return False
+
+
+def _h5_datasets(f) -> dict:
+    import h5py
+
+    out = {}
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset) and not name.startswith("#") and "/#" not in name:
+            if np.issubdtype(obj.dtype, np.number) or obj.dtype == np.bool_:
+                out[name] = obj
+
+    f.visititems(visit)
+    return out
+
+
+def _read_h5(path: Path, key: str | None, *, matlab: bool) -> np.ndarray:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            dsets = _h5_datasets(f)
+            name = _pick_key(path, sorted(dsets), key, "dataset" if not matlab else "array")
+            arr = np.asarray(dsets[name][()])
+    except OSError as exc:
+        raise ValueError(
+            f"{path}: not a readable HDF5/MATLAB v7.3 file, truncated or corrupt ({exc})"
+        ) from exc
+    # MATLAB writes column-major: h5py sees the axes reversed; undo it.
+    return np.ascontiguousarray(arr.T) if matlab else arr
+
+
+def read_mat(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
+    """One array from a MATLAB file: v4/v5/v7 via scipy, v7.3 (HDF5) via h5py, transposed back
+    to MATLAB's axis order. ``key`` is chosen automatically when the file holds one array."""
+    import scipy.io
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    if _is_hdf5(path):
+        return _read_h5(path, key, matlab=True)
+    try:
+        names = [n for n, _, cls in scipy.io.whosmat(path) if not n.startswith("__")]
+        chosen = _pick_key(path, names, key)
+        d = scipy.io.loadmat(path, variable_names=[chosen])
+    except ValueError as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise ValueError(
+            f"{path}: not a readable MATLAB file, truncated or corrupt ({exc})"
+        ) from exc
+    except (
+        scipy.io.matlab.MatReadError,
+        TypeError,
+        OSError,
+        EOFError,
+        zlib.error,
+        struct.error,
+        NotImplementedError,
+        IndexError,
+        KeyError,
+    ) as exc:
+        raise ValueError(
+            f"{path}: not a readable MATLAB file, truncated or corrupt ({exc})"
+        ) from exc
+    if chosen not in d:
+        raise ValueError(f"{path}: variable {chosen!r} could not be read (truncated file?)")
+    arr = np.asarray(d[chosen])
+    if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
+        raise ValueError(f"{path}: variable {chosen!r} is not a numeric array (it is {arr.dtype})")
+    return arr
+
+
+def read_array(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
+    """One numeric array from ``.mat``, ``.npy``, ``.npz``, ``.h5``/``.hdf5`` or an IDX file."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    name = path.name.lower()
+    if suffix == ".mat":
+        return read_mat(path, key)
+    if suffix == ".npy":
+        try:
+            return np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            if "pickle" in str(exc).lower():
+                raise ValueError(
+                    f"{path}: holds Python objects; deepclust never unpickles data files"
+                ) from exc
+            raise ValueError(
+                f"{path}: not a readable .npy file, truncated or corrupt ({exc})"
+            ) from exc
+        except (OSError, EOFError) as exc:
+            raise ValueError(
+                f"{path}: not a readable .npy file, truncated or corrupt ({exc})"
+            ) from exc
+    if suffix == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                numeric = [k for k in z.files if z[k].dtype.kind in "biuf"]
+                chosen = _pick_key(path, numeric, key)
+                return z[chosen]
+        except ValueError as exc:
+            if str(exc).startswith(str(path)):
+                raise
+            raise ValueError(f"{path}: not a readable npz archive ({exc})") from exc
+        except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
+            raise ValueError(
+                f"{path}: not a readable npz archive, truncated or corrupt ({exc})"
+            ) from exc
+    if suffix in (".h5", ".hdf5", ".he5"):
+        return _read_h5(path, key, matlab=False)
+    if any(h in name for h in _IDX_HINTS) or suffix == ".gz":
+        return read_idx(path)
+    raise ValueError(
+        f"{path}: unsupported file type {suffix or '(no suffix)'}; deepclust reads .mat, .npy, "
+        ".npz, .h5, IDX (.gz or raw *-ubyte) files and folders of images"
+    )
+
+
+def _as_labels(y: np.ndarray, n: int, source: str) -> np.ndarray:
+    y = np.asarray(y).squeeze()
+    if y.ndim != 1 or y.shape[0] != n:
+        raise ValueError(
+            f"labels from {source} have shape {np.shape(y)}, expected ({n},) for {n} samples"
+        )
+    if np.issubdtype(y.dtype, np.floating):
+        if not np.all(y == np.round(y)):
+            raise ValueError(f"labels from {source} are not integers")
+    elif not np.issubdtype(y.dtype, np.integer):
+        raise TypeError(f"labels from {source} must be integers, got dtype {y.dtype}")
+    return y.astype(np.int64)
+
+
+def load_file(
+    path: str | os.PathLike,
+    *,
+    gt: str | os.PathLike | np.ndarray | None = None,
+    key: str | None = None,
+    gt_key: str | None = None,
+    kind: str | None = None,
+) -> Dataset:
+    """Load a user's data file or image folder as a :class:`Dataset`.
+
+    Parameters
+    ----------
+    path
+        ``.mat`` (v5 or v7.3), ``.npy``, ``.npz``, ``.h5``, IDX (``.gz`` or raw), or a folder of
+        images (one sub-folder per class gives labels; a flat folder gives ``y=None``).
+    gt
+        Ground truth: a file (same formats) or an array. 2-D (H, W) for a scene (0 or negative =
+        unlabelled), 1-D (N,) labels for images or vectors.
+    key, gt_key
+        Array names inside multi-array files. ``gt_key`` without ``gt`` reads the labels from
+        ``path`` itself.
+    kind
+        ``"scene"``, ``"images"`` or ``"vectors"`` to override the rule in the module docstring.
+
+    Raises
+    ------
+    ValueError
+        Unreadable/truncated file, ambiguous key, a gt that does not fit the data.
+    FileNotFoundError
+        ``path`` (or ``gt``) does not exist.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    if kind not in (None, "scene", "images", "vectors"):
+        raise ValueError(f"kind must be 'scene', 'images', 'vectors' or None, got {kind!r}")
+    name = path.stem.removesuffix(".idx3-ubyte") if path.is_file() else path.name
+    if path.is_dir():
+        if gt is not None or gt_key is not None:
+            raise ValueError(
+                f"{path} is an image folder: its labels come from its sub-folders; drop gt="
+            )
+        X, y, names, files = load_image_folder(path)
+        return Dataset(
+            name=name,
+            kind="images",
+            X=X,
+            y=y,
+            class_names=names,
+            info={"source": str(path), "files": files},
+        )
+
+    arr = read_array(path, key)
+    if gt is not None:
+        source = str(gt) if not isinstance(gt, np.ndarray) else "the gt array"
+        gt_arr = np.asarray(gt) if isinstance(gt, np.ndarray) else read_array(gt, gt_key)
+    elif gt_key is not None:
+        source = f"{path}[{gt_key}]"
+        gt_arr = read_array(path, gt_key)
+    else:
+        source, gt_arr = "", None
+    if gt_arr is not None and gt_arr.ndim == 2 and 1 in gt_arr.shape and arr.ndim != 3:
+        gt_arr = gt_arr.reshape(-1)  # a MATLAB column/row vector of labels
+
+    if kind is None:
+        if arr.ndim == 3:
+            if gt_arr is not None and gt_arr.squeeze().ndim == 2:
+                kind = "scene"
+            elif gt_arr is not None:
+                kind = "images"
+            else:
+                kind = "images" if arr.shape[1] == arr.shape[2] else "scene"
+        elif arr.ndim == 4:
+            kind = "images"
+        elif arr.ndim == 2:
+            kind = "vectors"
+        else:
+            raise ValueError(
+                f"{path}: cannot use a {arr.ndim}-D array {arr.shape}; expected 2-D "
+                "vectors (N, D), 3-D images (N, H, W) or a scene (H, W, B), or 4-D images"
+            )
+    info: dict = {"source": str(path)}
+    if kind == "scene":
+        if arr.ndim != 3:
+            raise ValueError(f"{path}: a scene must be a 3-D cube (H, W, B), got shape {arr.shape}")
+        if gt_arr is not None and gt_arr.ndim == 1:
+            raise ValueError(
+                f"the ground truth from {source} is 1-D {gt_arr.shape} but the scene {arr.shape} "
+                f"needs an (H, W) = {arr.shape[:2]} map"
+            )
+        return scene_dataset(name, arr, gt_arr, info=info)
+    if kind == "images":
+        if arr.ndim not in (3, 4):
+            raise ValueError(f"{path}: images must be 3-D (N, H, W) or 4-D, got shape {arr.shape}")
+        X, note = to_nchw_unit(arr, name=str(path))
+        info["scaling"] = note
+    else:
+        if arr.ndim < 2:
+            raise ValueError(f"{path}: vectors must be 2-D (N, D), got shape {arr.shape}")
+        X = np.ascontiguousarray(arr.reshape(arr.shape[0], -1), dtype=np.float32)
+        if not np.all(np.isfinite(X)):
+            raise ValueError(f"{path}: holds NaN or Inf values")
+    y = _as_labels(gt_arr, X.shape[0], source) if gt_arr is not None else None
+    return Dataset(name=name, kind=kind, X=X, y=y, info=info)

@@ -1,0 +1,306 @@
+"""Hyperspectral helpers: ground-truth checks, band standardisation, PCA, patches.
+
+Conventions: a scene is a cube ``(H, W, B)``; its ground truth ``gt`` is ``(H, W)`` int with
+0 = unlabelled; samples are pixels in row-major order, ``index[i] = (row, col)``.
+
+Patches are ``(B, p, p)`` windows centred on a pixel (``p = 2 r + 1``) of the cube padded by
+reflection (``numpy``'s ``"reflect"`` = torch's ``"reflect"``: the edge pixel is not repeated).
+The cube is padded once; :func:`patch_view` is a zero-copy ``sliding_window_view`` of it and
+:func:`extract_patches` / :func:`extract_patches_torch` copy only the patches asked for, so no
+per-patch copy of the cube is ever made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from deepclust.data.dataset import Dataset
+
+__all__ = [
+    "check_gt",
+    "extract_patches",
+    "extract_patches_torch",
+    "iter_patches",
+    "labelled_mask",
+    "pad_cube",
+    "pad_cube_torch",
+    "patch_view",
+    "pca_bands",
+    "scene_dataset",
+    "standardize_bands",
+]
+
+
+def _check_cube(cube: np.ndarray, name: str = "cube") -> np.ndarray:
+    cube = np.asarray(cube)
+    if cube.ndim != 3:
+        raise ValueError(
+            f"{name} must be a hyperspectral cube of shape (H, W, B), got shape {cube.shape}"
+        )
+    if not np.issubdtype(cube.dtype, np.number):
+        raise TypeError(f"{name} must be numeric, got dtype {cube.dtype}")
+    return cube
+
+
+def check_gt(cube: np.ndarray, gt: np.ndarray) -> np.ndarray:
+    """Validate a ground-truth map against a cube; return it as int64 with negatives -> 0.
+
+    Raises ``ValueError`` naming both shapes when ``gt`` is not (H, W) of the cube, and when it
+    holds non-integer values.
+    """
+    cube = _check_cube(cube)
+    gt = np.asarray(gt)
+    if gt.ndim == 3 and gt.shape[-1] == 1:
+        gt = gt[..., 0]
+    if gt.shape != cube.shape[:2]:
+        raise ValueError(
+            f"the ground-truth map has shape {gt.shape} but the cube is {cube.shape} (H, W, B): "
+            f"the map must be (H, W) = {cube.shape[:2]}; check that the two files belong "
+            "together and that neither is transposed"
+        )
+    if np.issubdtype(gt.dtype, np.floating):
+        if not np.all(np.isfinite(gt)) or not np.all(gt == np.round(gt)):
+            raise ValueError("the ground-truth map must hold integer class ids (0 = unlabelled)")
+    elif not (np.issubdtype(gt.dtype, np.integer) or gt.dtype == np.bool_):
+        raise TypeError(f"the ground-truth map must be integer, got dtype {gt.dtype}")
+    gt = gt.astype(np.int64)
+    gt[gt < 0] = 0  # e.g. Trento's -1 background
+    return gt
+
+
+def labelled_mask(gt: np.ndarray) -> np.ndarray:
+    """``gt > 0`` as a bool (H, W) map; ``ValueError`` when no pixel is labelled."""
+    gt = np.asarray(gt)
+    mask = gt > 0
+    if not mask.any():
+        raise ValueError(
+            f"the ground-truth map {gt.shape} has no labelled pixel (all values <= 0); "
+            "labelled pixels carry class ids >= 1"
+        )
+    return mask
+
+
+def standardize_bands(
+    data: np.ndarray, *, mask: np.ndarray | None = None, eps: float = 1e-12
+) -> np.ndarray:
+    """Per-band z-scores: ``(x - mean_b) / std_b``.
+
+    ``data`` is a cube (H, W, B) or pixels (N, B). The statistics come from the pixels in
+    ``mask`` (H, W) when given (cube only), else from all pixels; the whole input is
+    transformed. Constant bands become 0. Returns float32 of ``data``'s shape.
+    """
+    a = np.asarray(data, dtype=np.float32)
+    if a.ndim not in (2, 3):
+        raise ValueError(f"expected a cube (H, W, B) or pixels (N, B), got shape {a.shape}")
+    flat = a.reshape(-1, a.shape[-1])  # (n, B), a view
+    if mask is not None:
+        if a.ndim != 3:
+            raise ValueError("mask needs a cube (H, W, B)")
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != a.shape[:2]:
+            raise ValueError(f"mask has shape {mask.shape}, the cube {a.shape}")
+        ref = a[mask]
+    else:
+        ref = flat
+    mean = ref.mean(axis=0, dtype=np.float64)
+    std = ref.std(axis=0, dtype=np.float64)
+    std = np.where(std > eps, std, 1.0)
+    out = (flat - mean.astype(np.float32)) / std.astype(np.float32)
+    return out.reshape(a.shape).astype(np.float32, copy=False)
+
+
+def pca_bands(
+    cube: np.ndarray,
+    n_components: int,
+    *,
+    mask: np.ndarray | None = None,
+    random_state: int | None = 0,
+    return_model: bool = False,
+):
+    """Reduce a cube (H, W, B) to (H, W, k) with scikit-learn's PCA on the (H*W, B) view.
+
+    The PCA is fitted on the pixels in ``mask`` when given (e.g. the labelled ones), otherwise on
+    all pixels, and applied to all pixels. ``random_state`` is passed to scikit-learn (used by its
+    randomized solver only).
+    """
+    from sklearn.decomposition import PCA
+
+    cube = _check_cube(cube)
+    H, W, B = cube.shape
+    if not (isinstance(n_components, int | np.integer) and 1 <= n_components <= B):
+        raise ValueError(
+            f"n_components must be an int in [1, {B}] (the band count), got {n_components!r}"
+        )
+    flat = cube.reshape(-1, B).astype(np.float32, copy=False)  # (H*W, B)
+    fit_on = flat if mask is None else cube[np.asarray(mask, dtype=bool)].astype(np.float32)
+    if fit_on.shape[0] < n_components:
+        raise ValueError(
+            f"PCA to {n_components} bands needs at least that many pixels, got {fit_on.shape[0]}"
+        )
+    pca = PCA(n_components=int(n_components), random_state=random_state).fit(fit_on)
+    out = pca.transform(flat).astype(np.float32).reshape(H, W, int(n_components))
+    return (out, pca) if return_model else out
+
+
+def pad_cube(cube: np.ndarray, radius: int) -> np.ndarray:
+    """Reflect-pad the two spatial axes of (H, W, B) by ``radius``: one copy of the cube."""
+    cube = _check_cube(cube)
+    radius = int(radius)
+    if radius < 0:
+        raise ValueError(f"patch radius must be >= 0, got {radius}")
+    if radius >= min(cube.shape[:2]):
+        raise ValueError(
+            f"reflect padding by {radius} needs a scene larger than {radius} pixels on each side; "
+            f"the cube is {cube.shape[:2]}: use a smaller patch"
+        )
+    return np.pad(cube, ((radius, radius), (radius, radius), (0, 0)), mode="reflect")
+
+
+def _radius(patch_size: int) -> int:
+    if not isinstance(patch_size, int | np.integer) or patch_size < 1 or patch_size % 2 == 0:
+        raise ValueError(f"patch_size must be an odd positive int (2r+1), got {patch_size!r}")
+    return int(patch_size) // 2
+
+
+def patch_view(
+    cube: np.ndarray, patch_size: int, *, padded: np.ndarray | None = None
+) -> np.ndarray:
+    """Zero-copy view of every pixel's patch: (H, W, B, p, p), read-only.
+
+    ``view[r, c]`` is the (B, p, p) patch centred on pixel (r, c). Pass ``padded`` (from
+    :func:`pad_cube`) to reuse one padding.
+    """
+    r = _radius(patch_size)
+    cube = _check_cube(cube)
+    if padded is None:
+        padded = pad_cube(cube, r)
+    return np.lib.stride_tricks.sliding_window_view(padded, (patch_size, patch_size), axis=(0, 1))
+
+
+def _check_index(index: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    index = np.asarray(index)
+    if index.ndim != 2 or index.shape[1] != 2 or not np.issubdtype(index.dtype, np.integer):
+        raise ValueError(
+            f"index must be an (N, 2) integer array of (row, col), got {index.shape} {index.dtype}"
+        )
+    if index.size and (
+        index.min() < 0 or index[:, 0].max() >= shape[0] or index[:, 1].max() >= shape[1]
+    ):
+        raise ValueError(f"index holds pixels outside the {shape} scene")
+    return index
+
+
+def extract_patches(
+    cube: np.ndarray,
+    index: np.ndarray,
+    patch_size: int,
+    *,
+    padded: np.ndarray | None = None,
+    channels_last: bool = False,
+) -> np.ndarray:
+    """Patches around the pixels ``index`` (N, 2): (N, B, p, p) float32 (or (N, p, p, B)).
+
+    Only the requested patches are copied (from a view of the once-padded cube).
+    """
+    cube = _check_cube(cube)
+    index = _check_index(index, cube.shape[:2])
+    view = patch_view(cube, patch_size, padded=padded)  # (H, W, B, p, p)
+    out = view[index[:, 0], index[:, 1]]  # (N, B, p, p): the only copy
+    if channels_last:
+        out = out.transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(out, dtype=np.float32)
+
+
+def iter_patches(
+    cube: np.ndarray, index: np.ndarray, patch_size: int, batch_size: int = 1024
+) -> Iterator[np.ndarray]:
+    """Yield (b, B, p, p) batches of patches for ``index`` in order; the cube is padded once."""
+    cube = _check_cube(cube)
+    index = _check_index(index, cube.shape[:2])
+    padded = pad_cube(cube, _radius(patch_size))
+    for start in range(0, index.shape[0], batch_size):
+        yield extract_patches(cube, index[start : start + batch_size], patch_size, padded=padded)
+
+
+def extract_patches_torch(
+    cube: torch.Tensor, index: torch.Tensor, patch_size: int, *, padded: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Torch version of :func:`extract_patches` on any device.
+
+    ``cube`` is (H, W, B) (as the numpy cube) *or* pass ``padded`` = the reflect-padded
+    channels-first cube (B, H + 2r, W + 2r) to avoid re-padding per batch (see
+    :func:`pad_cube_torch`). ``index`` (N, 2) long. Returns (N, B, p, p), gathered by one
+    advanced-indexing op on the padded cube.
+    """
+    r = _radius(patch_size)
+    if padded is None:
+        padded = pad_cube_torch(cube, r)
+    index = index.to(device=padded.device, dtype=torch.long)
+    offs = torch.arange(patch_size, device=padded.device)
+    rows = index[:, 0, None, None] + offs[None, :, None]  # (N, p, 1), padded coordinates
+    cols = index[:, 1, None, None] + offs[None, None, :]  # (N, 1, p)
+    patches = padded[:, rows, cols]  # (B, N, p, p)
+    return patches.permute(1, 0, 2, 3).contiguous()
+
+
+def pad_cube_torch(cube: torch.Tensor, radius: int) -> torch.Tensor:
+    """(H, W, B) tensor -> reflect-padded channels-first (B, H + 2r, W + 2r)."""
+    if cube.ndim != 3:
+        raise ValueError(f"cube must be (H, W, B), got shape {tuple(cube.shape)}")
+    if radius >= min(cube.shape[:2]):
+        raise ValueError(
+            f"reflect padding by {radius} needs a scene larger than {tuple(cube.shape[:2])}"
+        )
+    chw = cube.permute(2, 0, 1).unsqueeze(0)  # (1, B, H, W)
+    if radius == 0:
+        return chw[0]
+    return F.pad(chw, (radius, radius, radius, radius), mode="reflect")[0]
+
+
+def scene_dataset(
+    name: str,
+    cube: np.ndarray,
+    gt: np.ndarray | None = None,
+    *,
+    mask: np.ndarray | None = None,
+    class_names: list[str] | None = None,
+    info: dict | None = None,
+) -> Dataset:
+    """Build a scene :class:`Dataset`: X = cube[mask] (N, B), y = gt[mask], index row-major.
+
+    With ``gt``: the mask defaults to the labelled pixels (``gt > 0``). Without ``gt``: every
+    pixel is a sample and ``y`` is None.
+    """
+    cube = _check_cube(cube)
+    if not np.all(np.isfinite(cube)):
+        raise ValueError(f"{name}: the cube holds NaN or Inf values")
+    cube = np.ascontiguousarray(cube, dtype=np.float32)
+    if gt is not None:
+        gt = check_gt(cube, gt)
+    if mask is None:
+        mask = labelled_mask(gt) if gt is not None else np.ones(cube.shape[:2], dtype=bool)
+    else:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != cube.shape[:2]:
+            raise ValueError(f"mask has shape {mask.shape} but the cube is {cube.shape}")
+        if not mask.any():
+            raise ValueError("the mask selects no pixel")
+    index = np.argwhere(mask).astype(np.int64)  # (N, 2), row-major
+    X = cube[mask]  # (N, B), row-major
+    y = gt[mask] if gt is not None else None
+    return Dataset(
+        name=name,
+        kind="scene",
+        X=X,
+        y=y,
+        cube=cube,
+        gt=gt,
+        mask=mask,
+        index=index,
+        class_names=class_names,
+        info=dict(info or {}),
+    )
