@@ -51,7 +51,7 @@ def run_bench(*, methods: list[str], datasets: list[str], seeds: list[int], pres
     results_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for dataset in datasets:
-        present = dataset_status(dataset)["present"]
+        present = dataset_status(dataset)["available"]
         for method in methods:
             path = results_dir / _results_name(method, dataset, preset, tag)
             runs, failures = [], []

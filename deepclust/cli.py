@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the preset's, else auto)")
     r.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override constructor arguments")
     r.add_argument("--no-pictures", action="store_true", help="skip the PNG pictures")
+    r.add_argument("--download", action="store_true",
+                   help="download a missing catalog file from its canonical URL (checksum verified)")
     r.add_argument("-v", "--verbose", action="store_true", help="progress bars and info logging")
 
     b = sub.add_parser("bench", help="run methods x datasets x seeds and regenerate benchmarks/RESULTS.md")
@@ -82,8 +84,16 @@ def _cmd_datasets() -> int:
     rows = []
     for name in CATALOG:
         st = dataset_status(name)
+        files = st.get("files", [])
+        missing = [f for f in files if not f.get("found")]
+        if st.get("available"):
+            where = str(Path(files[0]["found"]).parent) if files else "built in (scikit-learn)"
+            status = "present"
+        else:
+            where = missing[0]["url"] if missing else ""
+            status = f"missing {len(missing)} of {len(files)} file(s)"
         rows.append((name, st.get("kind", ""), str(st.get("n_samples", "")), str(st.get("n_classes", "")),
-                     "present" if st["present"] else "missing", st.get("where") or st.get("url") or ""))
+                     status, where))
     header = ("name", "kind", "samples", "classes", "status", "where / url")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(6)]
     for row in [header] + rows:
@@ -108,7 +118,7 @@ def _cmd_run(args) -> int:
         args.method, dataset=args.dataset, data=args.data, gt=args.gt, key=args.key,
         gt_key=args.gt_key, preset=args.preset, seed=args.seed, out=out,
         overrides=parse_overrides(args.set), n_clusters=args.n_clusters, device=args.device,
-        pictures=not args.no_pictures, verbose=args.verbose,
+        pictures=not args.no_pictures, verbose=args.verbose, download=args.download or None,
     )
     keys = ["acc", "nmi", "ari", "oa", "kappa"]
     shown = {k: round(record[k], 4) for k in keys if k in record}
@@ -153,7 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, FileNotFoundError, PermissionError, UserError, FloatingPointError) as exc:
         if args.debug:
             raise
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # One line: the message's own lines joined, so nothing the user needs is cut off.
+        msg = " ".join(part.strip() for part in str(exc).splitlines() if part.strip()) or type(exc).__name__
         print(f"deepclust: error: {msg}", file=sys.stderr)
         return 2
     parser.error(f"unknown command {args.command}")

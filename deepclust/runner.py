@@ -160,6 +160,7 @@ def run_experiment(
     device: str | None = None,
     pictures: bool = True,
     verbose: bool = False,
+    download: bool | None = None,
 ) -> dict:
     """Run one experiment and write ``metrics.json``, ``labels.npy`` (and for scenes
     ``label_map.npy``), ``model.pt`` for deep methods, and the pictures. Returns the metrics."""
@@ -172,7 +173,10 @@ def run_experiment(
     out = Path(out)
     _check_writable(out)
 
-    ds = load_dataset(dataset) if dataset is not None else load_file(data, gt=gt, key=key, gt_key=gt_key)
+    if dataset is not None:
+        ds = load_dataset(dataset, download=download)
+    else:
+        ds = load_file(data, gt=gt, key=key, gt_key=gt_key)
     if n_clusters is None:
         if ds.n_clusters is None:
             raise ValueError(
