@@ -84,6 +84,14 @@ class DataFile:
     source
         Where a person gets the file (a web page, an archive, a repository path) when there is
         no direct URL, or extra provenance.
+    note
+        Anything a user must know (e.g. why no checksum is known).
+    alternatives
+        Other files accepted in this one's place (looked for after the primary, in every root).
+    content_check
+        When the bytes of the file cannot be checksummed (no canonical checksum known, or a
+        folder) but the loader verifies the *content* (e.g. a digest over the images inside),
+        a description of that check; the "unverified" warning is then not given.
     """
 
     path: str
@@ -93,6 +101,7 @@ class DataFile:
     source: str = ""
     note: str = ""
     alternatives: tuple[DataFile, ...] = field(default=(), compare=False)
+    content_check: str = ""
 
     def __post_init__(self) -> None:
         for c in self.checksums:
@@ -208,6 +217,10 @@ def verify_file(path: str | os.PathLike, spec: DataFile, *, what: str | None = N
     path = Path(path)
     st = path.stat()
     label = what or str(path)
+    if spec.content_check and not spec.checksums:
+        return  # the loader verifies the content
+    if path.is_dir():
+        raise ChecksumError(f"{label} is a folder, but the catalog expects the file {spec.name}")
     if not spec.checksums:
         warnings.warn(
             f"{label}: no checksum is known for {spec.name}, so it is used without verification"

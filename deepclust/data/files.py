@@ -209,6 +209,7 @@ def load_file(
     key: str | None = None,
     gt_key: str | None = None,
     kind: str | None = None,
+    image_size: int | tuple[int, int] | None = None,
 ) -> Dataset:
     """Load a user's data file or image folder as a :class:`Dataset`.
 
@@ -225,6 +226,9 @@ def load_file(
         ``path`` itself.
     kind
         ``"scene"``, ``"images"`` or ``"vectors"`` to override the rule in the module docstring.
+    image_size
+        Image folders only: resize every image to this int or (H, W) with a box filter (needed
+        when the images differ in size).
 
     Raises
     ------
@@ -244,7 +248,7 @@ def load_file(
             raise ValueError(
                 f"{path} is an image folder: its labels come from its sub-folders; drop gt="
             )
-        X, y, names, files = load_image_folder(path)
+        X, y, names, files = load_image_folder(path, image_size=image_size)
         return Dataset(
             name=name,
             kind="images",
@@ -254,6 +258,8 @@ def load_file(
             info={"source": str(path), "files": files},
         )
 
+    if image_size is not None:
+        raise ValueError("image_size= applies to image folders only")
     arr = read_array(path, key)
     if gt is not None:
         source = str(gt) if not isinstance(gt, np.ndarray) else "the gt array"
