@@ -313,7 +313,7 @@ def download_file(
                         + ", ".join(f"{k} {got[k]}" for k in kinds)
                         + "; nothing was saved"
                     )
-            else:
+            elif not spec.content_check:
                 warnings.warn(
                     f"{spec.name} was downloaded from {url} without verification: no checksum is "
                     f"known for it. Its sha256 is {got['sha256']}; compare it with a trusted copy",

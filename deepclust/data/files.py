@@ -35,6 +35,7 @@ from deepclust.data.images import load_image_folder, read_idx, to_nchw_unit
 __all__ = ["load_file", "read_array", "read_mat"]
 
 _IDX_HINTS = ("-ubyte", ".idx", "idx1", "idx3")
+_MAT_NON_NUMERIC = ("struct", "cell", "char", "object", "function_handle", "opaque", "sparse")
 
 
 def _pick_key(path: Path, keys: list[str], key: str | None, what: str = "array") -> str:
@@ -109,7 +110,11 @@ def read_mat(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
     if _is_hdf5(path):
         return _read_h5(path, key, matlab=True)
     try:
-        names = [n for n, _, cls in scipy.io.whosmat(path) if not n.startswith("__")]
+        names = [
+            n
+            for n, _, cls in scipy.io.whosmat(path)
+            if not n.startswith("__") and cls not in _MAT_NON_NUMERIC
+        ]
         chosen = _pick_key(path, names, key)
         d = scipy.io.loadmat(path, variable_names=[chosen])
     except ValueError as exc:
@@ -242,7 +247,7 @@ def load_file(
         raise FileNotFoundError(f"{path}: no such file or folder")
     if kind not in (None, "scene", "images", "vectors"):
         raise ValueError(f"kind must be 'scene', 'images', 'vectors' or None, got {kind!r}")
-    name = path.stem.removesuffix(".idx3-ubyte") if path.is_file() else path.name
+    name = path.name.split(".")[0] if path.is_file() else path.name
     if path.is_dir():
         if gt is not None or gt_key is not None:
             raise ValueError(
