@@ -55,6 +55,11 @@ def test_patches_equal_explicit_reflect_pad():
     np.testing.assert_array_equal(out[:, :, r, r], CUBE[index[:, 0], index[:, 1]])  # centred
     torch_out = hsi.extract_patches_torch(torch.from_numpy(CUBE), torch.from_numpy(index), p)
     np.testing.assert_array_equal(torch_out.numpy(), out)
+    padded = hsi.pad_cube_torch(torch.from_numpy(CUBE), r)
+    again = hsi.extract_patches_torch(None, torch.from_numpy(index), p, padded=padded)
+    np.testing.assert_array_equal(again.numpy(), out)
+    with pytest.raises(IndexError):
+        hsi.extract_patches_torch(None, torch.tensor([[6, 0]]), p, padded=padded)
     batches = list(hsi.iter_patches(CUBE, index, p, batch_size=3))
     np.testing.assert_array_equal(np.concatenate(batches), out)
     assert hsi.extract_patches(CUBE, index, p, channels_last=True).shape == (4, p, p, 4)
