@@ -174,7 +174,13 @@ def data_roots(data_dir: str | os.PathLike | None = None) -> list[tuple[str, Pat
         if p.is_dir():
             roots.append(("shared", p))
     roots.append(("cache", cache_dir()))
-    return roots
+    unique, seen = [], set()
+    for origin, path in roots:  # the same folder reached twice is searched once
+        key = path.resolve() if path.exists() else path
+        if key not in seen:
+            seen.add(key)
+            unique.append((origin, path))
+    return unique
 
 
 def download_enabled(download: bool | None) -> bool:
@@ -253,6 +259,7 @@ def verify_file(path: str | os.PathLike, spec: DataFile, *, what: str | None = N
             f"{label} does not match the catalog: expected {spec.describe_checksums()}, got "
             f"{shown}. The file is corrupted or a different version; delete it and fetch it again"
             + (f" from {spec.urls[0]}" if spec.urls else "")
+            + " (to use this copy anyway, read it with deepclust.data.load_file)"
         )
     _VERIFIED[key] = True
 
