@@ -30,6 +30,7 @@ saying so (never silently).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 import urllib.error
@@ -281,6 +282,7 @@ def download_file(
         raise DatasetNotFoundError(_missing_message(spec, [], download_tried=False))
     dest.parent.mkdir(parents=True, exist_ok=True)
     errors: list[str] = []
+    bad: list[str] = []
     for url in spec.urls:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
         tmp = Path(tmp_name)
@@ -338,17 +340,17 @@ def download_file(
                 pass
             _VERIFIED[(str(dest.resolve()), n, dest.stat().st_mtime_ns, spec.checksums)] = True
             if not quiet:
-                import logging
-
                 logging.getLogger("deepclust.data").info("downloaded %s (%d bytes)", dest, n)
             return dest
-        except ChecksumError:
-            raise
+        except ChecksumError as exc:  # a bad mirror: try the next URL, report if none is good
+            bad.append(str(exc))
         except (urllib.error.URLError, OSError, ValueError) as exc:
             errors.append(f"{url}: {exc}")
         finally:
             if tmp.exists():
                 tmp.unlink()
+    if bad:
+        raise ChecksumError("; ".join(bad + errors))
     raise DatasetNotFoundError(
         f"could not download {spec.name}: "
         + "; ".join(errors)
