@@ -101,14 +101,23 @@ def _idx_pairs(entry: DatasetEntry, resolved: Resolved) -> Dataset:
     )
 
 
+def _npz(path: Path, *keys: str) -> dict[str, np.ndarray]:
+    """Arrays ``keys`` of an npz; ValueError naming the missing ones (a different file)."""
+    z = read_npz(path)
+    missing = [k for k in keys if k not in z]
+    if missing:
+        raise ValueError(
+            f"{path}: lacks the arrays {', '.join(missing)} (it holds {', '.join(z) or 'none'}); "
+            "it is not the catalog's file"
+        )
+    return z
+
+
 def _load_usps(entry: DatasetEntry, resolved: Resolved) -> Dataset:
     path, spec = resolved[0]
     if path.suffix == ".npz":
-        z = read_npz(path)
-        try:
-            parts = [(z["x_train"], z["y_train"]), (z["x_test"], z["y_test"])]
-        except KeyError as exc:
-            raise ValueError(f"{path}: expected arrays x_train, y_train, x_test, y_test") from exc
+        z = _npz(path, "x_train", "y_train", "x_test", "y_test")
+        parts = [(z["x_train"], z["y_train"]), (z["x_test"], z["y_test"])]
     else:
         import h5py
 
@@ -141,7 +150,7 @@ _COIL_NAME = re.compile(r"obj(\d+)__(\d+)\.png$")
 def _load_coil20(entry: DatasetEntry, resolved: Resolved) -> Dataset:
     path, spec = resolved[0]
     if path.suffix == ".npz":
-        z = read_npz(path)
+        z = _npz(path, "images", "labels", "pose")
         X, note = to_nchw_unit(z["images"], layout="NHW")  # (1440, 1, 128, 128)
         y = z["labels"].astype(np.int64)
         info = {"scaling": note, "pose": z["pose"].astype(np.int64)}
@@ -174,7 +183,7 @@ _UCM_MEMBER = re.compile(r"(?:^|/)UCMerced_LandUse/Images/([^/]+)/([^/]+\.tif)$"
 def _load_ucmerced(entry: DatasetEntry, resolved: Resolved) -> Dataset:
     path, _ = resolved[0]
     if path.suffix == ".npz":
-        z = read_npz(path)
+        z = _npz(path, "images", "labels", "class_names", "filenames")
         X, note = to_nchw_unit(z["images"], layout="NHWC")  # (2100, 3, 64, 64)
         return Dataset(
             name=entry.name,

@@ -284,3 +284,21 @@ def test_ground_truth_files_of_gt_only_scenes(path, n_labelled, n_classes):
     gt = read_mat(find_file(path))
     assert int(labelled_mask(gt).sum()) == n_labelled
     assert np.unique(gt[gt > 0]).size == n_classes
+
+
+def test_wrong_file_in_place_of_a_catalog_npz(isolated, tmp_path, monkeypatch):
+    """A file that passes no checksum never reaches the loader; one without checksum is checked."""
+    import dataclasses
+
+    from deepclust.data import ChecksumError
+
+    target = tmp_path / "images" / "usps" / "usps.npz"
+    target.parent.mkdir(parents=True)
+    np.savez(target, a=np.zeros(3))
+    with pytest.raises(ChecksumError, match="different version"):
+        load_dataset("usps", data_dir=tmp_path)
+    entry = CATALOG["usps"]
+    unverified = dataclasses.replace(entry.files[0], checksums=(), size=None, note="test")
+    monkeypatch.setitem(CATALOG, "usps", dataclasses.replace(entry, files=(unverified,)))
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="lacks the arrays x_train"):
+        load_dataset("usps", data_dir=tmp_path)
