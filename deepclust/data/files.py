@@ -76,6 +76,10 @@ def _h5_datasets(f) -> dict:
 
     def visit(name, obj):
         if isinstance(obj, h5py.Dataset) and not name.startswith("#") and "/#" not in name:
+            cls = obj.attrs.get("MATLAB_class", b"")
+            cls = cls.decode() if isinstance(cls, bytes) else str(cls)
+            if cls in _MAT_NON_NUMERIC or "MATLAB_empty" in obj.attrs:
+                return  # MATLAB text (stored as uint16), cells, empty arrays
             if np.issubdtype(obj.dtype, np.number) or obj.dtype == np.bool_:
                 out[name] = obj
 
