@@ -162,7 +162,10 @@ def test_coil20_zip_alternative_equals_npz(tmp_path):
 def test_scenes(name):
     if not _present(name):
         missing = [f["path"] for f in dataset_status(name)["files"] if not f["found"]]
-        pytest.skip(f"{name}: {', '.join(missing)} not found (the cube is missing from shared)")
+        pytest.skip(
+            f"{name}: {', '.join(missing)} not found in $DEEPCLUST_DATA, shared/datasets "
+            "or the cache"
+        )
     e = CATALOG[name]
     ds = load_dataset(name)
     assert ds.kind == "scene" and ds.cube.shape == e.shape and ds.cube.dtype == np.float32
