@@ -110,3 +110,13 @@ def test_scene_dataset_and_label_map():
     bad[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         hsi.scene_dataset("bad", bad, gt)
+
+
+def test_dataset_repr_is_short():
+    gt = np.zeros((6, 9), dtype=np.int64)
+    gt[0, 1] = 1
+    text = repr(hsi.scene_dataset("toy", CUBE, gt))
+    assert text == (
+        "Dataset(name='toy', kind='scene', X=(1, 4) float32, y=(1,) int64, n_classes=1, "
+        "cube=(6, 9, 4) float32)"
+    )
