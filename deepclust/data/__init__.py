@@ -137,9 +137,7 @@ def load_dataset(
     resolved = [resolve(f, data_dir=data_dir, download=download) for f in entry.files]
     ds = entry.loader(entry, resolved)
     _check_loaded(entry, ds)
-    ds.info.setdefault("files", {})
-    if isinstance(ds.info["files"], dict):
-        ds.info["files"].update({spec.path: str(p) for p, spec in resolved})
+    ds.info["data_files"] = {spec.path: str(p) for p, spec in resolved}  # what was read
     ds.info["description"] = entry.description
     ds.info["citation"] = entry.citation
     return ds

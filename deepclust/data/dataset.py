@@ -41,6 +41,14 @@ class Dataset:
     class_names: list[str] | None = None
     info: dict = field(default_factory=dict)
 
+    def __repr__(self) -> str:  # concise: never print the arrays
+        parts = [f"name={self.name!r}", f"kind={self.kind!r}", f"X={_shape(self.X)}"]
+        if self.y is not None:
+            parts.append(f"y={_shape(self.y)}, n_classes={self.n_clusters}")
+        if self.cube is not None:
+            parts.append(f"cube={_shape(self.cube)}")
+        return f"Dataset({', '.join(parts)})"
+
     @property
     def n_samples(self) -> int:
         return int(self.X.shape[0])
@@ -64,3 +72,7 @@ class Dataset:
         out = np.full(self.mask.shape, -1, dtype=np.int64)
         out[self.index[:, 0], self.index[:, 1]] = labels
         return out
+
+
+def _shape(a: np.ndarray) -> str:
+    return f"{tuple(a.shape)} {a.dtype}"

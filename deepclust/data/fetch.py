@@ -30,6 +30,7 @@ saying so (never silently).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 import urllib.error
@@ -84,6 +85,14 @@ class DataFile:
     source
         Where a person gets the file (a web page, an archive, a repository path) when there is
         no direct URL, or extra provenance.
+    note
+        Anything a user must know (e.g. why no checksum is known).
+    alternatives
+        Other files accepted in this one's place (looked for after the primary, in every root).
+    content_check
+        When the bytes of the file cannot be checksummed (no canonical checksum known, or a
+        folder) but the loader verifies the *content* (e.g. a digest over the images inside),
+        a description of that check; the "unverified" warning is then not given.
     """
 
     path: str
@@ -93,6 +102,7 @@ class DataFile:
     source: str = ""
     note: str = ""
     alternatives: tuple[DataFile, ...] = field(default=(), compare=False)
+    content_check: str = ""
 
     def __post_init__(self) -> None:
         for c in self.checksums:
@@ -165,7 +175,13 @@ def data_roots(data_dir: str | os.PathLike | None = None) -> list[tuple[str, Pat
         if p.is_dir():
             roots.append(("shared", p))
     roots.append(("cache", cache_dir()))
-    return roots
+    unique, seen = [], set()
+    for origin, path in roots:  # the same folder reached twice is searched once
+        key = path.resolve() if path.exists() else path
+        if key not in seen:
+            seen.add(key)
+            unique.append((origin, path))
+    return unique
 
 
 def download_enabled(download: bool | None) -> bool:
@@ -208,6 +224,10 @@ def verify_file(path: str | os.PathLike, spec: DataFile, *, what: str | None = N
     path = Path(path)
     st = path.stat()
     label = what or str(path)
+    if spec.content_check and not spec.checksums:
+        return  # the loader verifies the content
+    if path.is_dir():
+        raise ChecksumError(f"{label} is a folder, but the catalog expects the file {spec.name}")
     if not spec.checksums:
         warnings.warn(
             f"{label}: no checksum is known for {spec.name}, so it is used without verification"
@@ -240,6 +260,7 @@ def verify_file(path: str | os.PathLike, spec: DataFile, *, what: str | None = N
             f"{label} does not match the catalog: expected {spec.describe_checksums()}, got "
             f"{shown}. The file is corrupted or a different version; delete it and fetch it again"
             + (f" from {spec.urls[0]}" if spec.urls else "")
+            + " (to use this copy anyway, read it with deepclust.data.load_file)"
         )
     _VERIFIED[key] = True
 
@@ -261,6 +282,7 @@ def download_file(
         raise DatasetNotFoundError(_missing_message(spec, [], download_tried=False))
     dest.parent.mkdir(parents=True, exist_ok=True)
     errors: list[str] = []
+    bad: list[str] = []
     for url in spec.urls:
         fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
         tmp = Path(tmp_name)
@@ -300,7 +322,7 @@ def download_file(
                         + ", ".join(f"{k} {got[k]}" for k in kinds)
                         + "; nothing was saved"
                     )
-            else:
+            elif not spec.content_check:
                 warnings.warn(
                     f"{spec.name} was downloaded from {url} without verification: no checksum is "
                     f"known for it. Its sha256 is {got['sha256']}; compare it with a trusted copy",
@@ -318,17 +340,17 @@ def download_file(
                 pass
             _VERIFIED[(str(dest.resolve()), n, dest.stat().st_mtime_ns, spec.checksums)] = True
             if not quiet:
-                import logging
-
                 logging.getLogger("deepclust.data").info("downloaded %s (%d bytes)", dest, n)
             return dest
-        except ChecksumError:
-            raise
+        except ChecksumError as exc:  # a bad mirror: try the next URL, report if none is good
+            bad.append(str(exc))
         except (urllib.error.URLError, OSError, ValueError) as exc:
             errors.append(f"{url}: {exc}")
         finally:
             if tmp.exists():
                 tmp.unlink()
+    if bad:
+        raise ChecksumError("; ".join(bad + errors))
     raise DatasetNotFoundError(
         f"could not download {spec.name}: "
         + "; ".join(errors)

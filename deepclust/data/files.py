@@ -35,6 +35,7 @@ from deepclust.data.images import load_image_folder, read_idx, to_nchw_unit
 __all__ = ["load_file", "read_array", "read_mat"]
 
 _IDX_HINTS = ("-ubyte", ".idx", "idx1", "idx3")
+_MAT_NON_NUMERIC = ("struct", "cell", "char", "object", "function_handle", "opaque", "sparse")
 
 
 def _pick_key(path: Path, keys: list[str], key: str | None, what: str = "array") -> str:
@@ -75,6 +76,10 @@ def _h5_datasets(f) -> dict:
 
     def visit(name, obj):
         if isinstance(obj, h5py.Dataset) and not name.startswith("#") and "/#" not in name:
+            cls = obj.attrs.get("MATLAB_class", b"")
+            cls = cls.decode() if isinstance(cls, bytes) else str(cls)
+            if cls in _MAT_NON_NUMERIC or "MATLAB_empty" in obj.attrs:
+                return  # MATLAB text (stored as uint16), cells, empty arrays
             if np.issubdtype(obj.dtype, np.number) or obj.dtype == np.bool_:
                 out[name] = obj
 
@@ -109,7 +114,11 @@ def read_mat(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
     if _is_hdf5(path):
         return _read_h5(path, key, matlab=True)
     try:
-        names = [n for n, _, cls in scipy.io.whosmat(path) if not n.startswith("__")]
+        names = [
+            n
+            for n, _, cls in scipy.io.whosmat(path)
+            if not n.startswith("__") and cls not in _MAT_NON_NUMERIC
+        ]
         chosen = _pick_key(path, names, key)
         d = scipy.io.loadmat(path, variable_names=[chosen])
     except ValueError as exc:
@@ -209,6 +218,7 @@ def load_file(
     key: str | None = None,
     gt_key: str | None = None,
     kind: str | None = None,
+    image_size: int | tuple[int, int] | None = None,
 ) -> Dataset:
     """Load a user's data file or image folder as a :class:`Dataset`.
 
@@ -225,6 +235,9 @@ def load_file(
         ``path`` itself.
     kind
         ``"scene"``, ``"images"`` or ``"vectors"`` to override the rule in the module docstring.
+    image_size
+        Image folders only: resize every image to this int or (H, W) with a box filter (needed
+        when the images differ in size).
 
     Raises
     ------
@@ -238,13 +251,13 @@ def load_file(
         raise FileNotFoundError(f"{path}: no such file or folder")
     if kind not in (None, "scene", "images", "vectors"):
         raise ValueError(f"kind must be 'scene', 'images', 'vectors' or None, got {kind!r}")
-    name = path.stem.removesuffix(".idx3-ubyte") if path.is_file() else path.name
+    name = path.name.split(".")[0] if path.is_file() else path.name
     if path.is_dir():
         if gt is not None or gt_key is not None:
             raise ValueError(
                 f"{path} is an image folder: its labels come from its sub-folders; drop gt="
             )
-        X, y, names, files = load_image_folder(path)
+        X, y, names, files = load_image_folder(path, image_size=image_size)
         return Dataset(
             name=name,
             kind="images",
@@ -254,6 +267,8 @@ def load_file(
             info={"source": str(path), "files": files},
         )
 
+    if image_size is not None:
+        raise ValueError("image_size= applies to image folders only")
     arr = read_array(path, key)
     if gt is not None:
         source = str(gt) if not isinstance(gt, np.ndarray) else "the gt array"

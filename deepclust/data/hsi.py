@@ -13,12 +13,14 @@ per-patch copy of the cube is ever made.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from deepclust.data.dataset import Dataset
+
+if TYPE_CHECKING:  # torch is imported lazily: loading data does not need it
+    import torch
 
 __all__ = [
     "check_gt",
@@ -227,28 +229,43 @@ def iter_patches(
 
 
 def extract_patches_torch(
-    cube: torch.Tensor, index: torch.Tensor, patch_size: int, *, padded: torch.Tensor | None = None
+    cube: torch.Tensor | None,
+    index: torch.Tensor,
+    patch_size: int,
+    *,
+    padded: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Torch version of :func:`extract_patches` on any device.
+    """Torch version of :func:`extract_patches`, on any device.
 
     ``cube`` is (H, W, B) (as the numpy cube) *or* pass ``padded`` = the reflect-padded
-    channels-first cube (B, H + 2r, W + 2r) to avoid re-padding per batch (see
-    :func:`pad_cube_torch`). ``index`` (N, 2) long. Returns (N, B, p, p), gathered by one
-    advanced-indexing op on the padded cube.
+    channels-first cube (B, H + 2r, W + 2r) from :func:`pad_cube_torch` to avoid re-padding per
+    batch. ``index`` (N, 2) long (row, col). Returns (N, B, p, p).
+
+    The patches are read through an ``as_strided`` window view (H, W, B, p, p) of the padded
+    cube and one advanced-indexing gather: only the N patches are copied. Measured 2x faster
+    than gathering with broadcast (row, col) index grids (benchmarks/notes_data.md). Indices
+    outside the scene raise torch's ``IndexError`` (the view's sizes are (H, W, ...)).
     """
+    import torch
+
     r = _radius(patch_size)
     if padded is None:
+        if cube is None:
+            raise ValueError("pass the cube (H, W, B) or padded= (B, H + 2r, W + 2r)")
         padded = pad_cube_torch(cube, r)
+    padded = padded.contiguous()
+    B, Hp, Wp = padded.shape
+    H, W = Hp - 2 * r, Wp - 2 * r
+    sB, sH, sW = padded.stride()
+    view = padded.as_strided((H, W, B, patch_size, patch_size), (sH, sW, sB, sH, sW))
     index = index.to(device=padded.device, dtype=torch.long)
-    offs = torch.arange(patch_size, device=padded.device)
-    rows = index[:, 0, None, None] + offs[None, :, None]  # (N, p, 1), padded coordinates
-    cols = index[:, 1, None, None] + offs[None, None, :]  # (N, 1, p)
-    patches = padded[:, rows, cols]  # (B, N, p, p)
-    return patches.permute(1, 0, 2, 3).contiguous()
+    return view[index[:, 0], index[:, 1]]  # (N, B, p, p), the only copy
 
 
 def pad_cube_torch(cube: torch.Tensor, radius: int) -> torch.Tensor:
     """(H, W, B) tensor -> reflect-padded channels-first (B, H + 2r, W + 2r)."""
+    import torch.nn.functional as F
+
     if cube.ndim != 3:
         raise ValueError(f"cube must be (H, W, B), got shape {tuple(cube.shape)}")
     if radius >= min(cube.shape[:2]):

@@ -19,7 +19,7 @@ __all__ = [
     "load_image_folder",
     "read_idx",
     "read_npz",
-    "read_png_zip",
+    "read_image_zip",
     "to_nchw_unit",
 ]
 
@@ -121,10 +121,12 @@ def to_nchw_unit(
         a = a.transpose(0, 3, 1, 2)
     elif layout != "NCHW":
         raise ValueError(f"unknown layout {layout!r}")
-    if a.dtype == np.uint8:
-        out, note = a.astype(np.float32) / np.float32(255), "uint8/255"
-    elif a.dtype == np.uint16:
-        out, note = a.astype(np.float32) / np.float32(65535), "uint16/65535"
+    if a.dtype in (np.uint8, np.uint16):
+        # one float32 allocation (no astype temporary); same values as astype(float32) / scale
+        scale = 255 if a.dtype == np.uint8 else 65535
+        out = np.empty(a.shape, dtype=np.float32)
+        np.divide(a, np.float32(scale), out=out)
+        note = f"{a.dtype}/{scale}"
     elif np.issubdtype(a.dtype, np.integer) or a.dtype == np.bool_:
         hi = float(a.max()) if a.size else 1.0
         lo = float(a.min()) if a.size else 0.0
@@ -148,24 +150,56 @@ def to_nchw_unit(
     return np.ascontiguousarray(out, dtype=np.float32), note
 
 
-def _pil_to_array(img) -> np.ndarray:
-    """One PIL image to (C, H, W) float32 in [0, 1]; grey stays 1 channel, colour becomes RGB."""
-    if img.mode in ("I;16", "I;16B", "I;16L"):
-        return np.asarray(img, dtype=np.float32)[None] / np.float32(65535)
-    if img.mode == "I":
+def _pil_to_array(img, size: tuple[int, int] | None = None) -> np.ndarray:
+    """One PIL image to (C, H, W) float32 in [0, 1]; grey stays 1 channel, colour becomes RGB.
+
+    ``size`` = (H, W) resizes with Pillow's box filter (the exact block mean when downsampling
+    by an integer factor), after the conversion to L/RGB and before scaling.
+    """
+    from PIL import Image
+
+    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         a = np.asarray(img, dtype=np.float32)
-        return a[None] / np.float32(max(float(a.max()), 1.0))
-    if img.mode == "F":
-        return np.clip(np.asarray(img, dtype=np.float32), 0, 1)[None]
+        if size is not None:
+            a = np.asarray(Image.fromarray(a, mode="F").resize(size[::-1], Image.BOX))
+        if img.mode.startswith("I;16"):
+            return a[None] / np.float32(65535)
+        if img.mode == "I":
+            return a[None] / np.float32(max(float(a.max()), 1.0))
+        return np.clip(a, 0, 1)[None]
     if img.mode in ("1", "L", "LA"):
-        return np.asarray(img.convert("L"), dtype=np.float32)[None] / np.float32(255)
-    if img.mode == "P":
-        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
-    a = np.asarray(img.convert("RGB"), dtype=np.float32) / np.float32(255)
-    return a.transpose(2, 0, 1)
+        img = img.convert("L")
+    else:
+        if img.mode == "P" and "transparency" in img.info:
+            img = img.convert("RGBA")
+        img = img.convert("RGB")
+    if size is not None:
+        img = img.resize(size[::-1], Image.BOX)
+    a = np.asarray(img, dtype=np.float32) / np.float32(255)
+    return a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
 
 
-def _read_images(files: list[Path], open_fn) -> np.ndarray:
+def _as_size(size: int | tuple[int, int] | None) -> tuple[int, int] | None:
+    if size is None:
+        return None
+    if isinstance(size, int | np.integer):
+        size = (int(size), int(size))
+    size = tuple(int(v) for v in size)
+    if len(size) != 2 or min(size) < 1:
+        raise ValueError(f"image_size must be an int or (H, W) of positive ints, got {size!r}")
+    return size
+
+
+def _read_images(
+    files: list, open_fn, *, size: tuple[int, int] | None = None, digests: dict | None = None
+) -> np.ndarray:
+    """Decode ``files`` (opened with ``open_fn``) into (N, C, H, W) float32 in [0, 1].
+
+    With ``digests`` (a dict) the sha256 of each file's bytes is stored under its name.
+    """
+    import hashlib
+    import io
+
     from PIL import Image, UnidentifiedImageError
 
     arrays = []
@@ -173,9 +207,13 @@ def _read_images(files: list[Path], open_fn) -> np.ndarray:
     first_file = None
     for f in files:
         try:
-            with open_fn(f) as fh, Image.open(fh) as img:
+            with open_fn(f) as fh:
+                data = fh.read()
+            if digests is not None:
+                digests[f] = hashlib.sha256(data).hexdigest()
+            with Image.open(io.BytesIO(data)) as img:
                 img.load()
-                a = _pil_to_array(img)
+                a = _pil_to_array(img, size)
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
             raise ValueError(f"{f}: cannot read the image ({exc})") from exc
         if first_shape is None:
@@ -183,7 +221,8 @@ def _read_images(files: list[Path], open_fn) -> np.ndarray:
         elif a.shape[1:] != first_shape:
             raise ValueError(
                 f"images have mixed sizes: {first_file} is {first_shape[1]}x{first_shape[0]} "
-                f"(WxH) but {f} is {a.shape[2]}x{a.shape[1]}; resize them to one size first"
+                f"(WxH) but {f} is {a.shape[2]}x{a.shape[1]}; resize them to one size first "
+                "(load_file(..., image_size=(H, W)) does it)"
             )
         arrays.append(a)
     channels = max(a.shape[0] for a in arrays)
@@ -193,9 +232,12 @@ def _read_images(files: list[Path], open_fn) -> np.ndarray:
 
 
 def load_image_folder(
-    path: str | os.PathLike,
+    path: str | os.PathLike, *, image_size: int | tuple[int, int] | None = None
 ) -> tuple[np.ndarray, np.ndarray | None, list[str] | None, list[str]]:
     """Read a folder of images.
+
+    ``image_size`` (int or (H, W)) resizes every image with a box filter; without it the
+    images must share one size.
 
     With one sub-folder per class (``root/<class>/<image>``) the labels are the sub-folder
     indices in sorted order; a flat folder of images gives ``y = None``. Images must share one
@@ -235,7 +277,7 @@ def load_image_folder(
             raise ValueError(
                 f"{root}: its sub-folders hold no images ({', '.join(IMAGE_SUFFIXES)})"
             )
-        X = _read_images(files, lambda f: open(f, "rb"))
+        X = _read_images(files, lambda f: open(f, "rb"), size=_as_size(image_size))
         return (
             X,
             np.asarray(labels, dtype=np.int64),
@@ -244,14 +286,21 @@ def load_image_folder(
         )
     if not flat:
         raise ValueError(f"{root}: holds no images ({', '.join(IMAGE_SUFFIXES)})")
-    X = _read_images(flat, lambda f: open(f, "rb"))
+    X = _read_images(flat, lambda f: open(f, "rb"), size=_as_size(image_size))
     return X, None, None, [f.name for f in flat]
 
 
-def read_png_zip(path: str | os.PathLike, *, prefix: str = "") -> tuple[np.ndarray, list[str]]:
+def read_image_zip(
+    path: str | os.PathLike,
+    *,
+    prefix: str = "",
+    image_size: int | tuple[int, int] | None = None,
+    digests: dict | None = None,
+) -> tuple[np.ndarray, list[str]]:
     """Images stored in a zip archive (members under ``prefix`` with an image suffix, sorted).
 
-    Returns (N, C, H, W) float32 in [0, 1] and the member names.
+    Returns (N, C, H, W) float32 in [0, 1] and the member names. ``image_size`` resizes (box
+    filter); ``digests`` (a dict) receives the sha256 of each member's bytes.
     """
     path = Path(path)
     try:
@@ -267,7 +316,7 @@ def read_png_zip(path: str | os.PathLike, *, prefix: str = "") -> tuple[np.ndarr
         if not names:
             raise ValueError(f"{path}: no images under {prefix or 'the archive root'}")
         try:
-            X = _read_images(names, zf.open)
+            X = _read_images(names, zf.open, size=_as_size(image_size), digests=digests)
         except (zipfile.BadZipFile, zlib.error, EOFError) as exc:
             raise ValueError(f"{path}: the archive is corrupt ({exc})") from exc
     return X, names

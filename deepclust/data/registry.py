@@ -28,7 +28,7 @@ from deepclust.data.dataset import Dataset
 from deepclust.data.fetch import DataFile
 from deepclust.data.files import read_mat
 from deepclust.data.hsi import scene_dataset
-from deepclust.data.images import read_idx, read_npz, read_png_zip, to_nchw_unit
+from deepclust.data.images import read_idx, read_image_zip, read_npz, to_nchw_unit
 
 __all__ = ["CATALOG", "DatasetEntry"]
 
@@ -101,14 +101,23 @@ def _idx_pairs(entry: DatasetEntry, resolved: Resolved) -> Dataset:
     )
 
 
+def _npz(path: Path, *keys: str) -> dict[str, np.ndarray]:
+    """Arrays ``keys`` of an npz; ValueError naming the missing ones (a different file)."""
+    z = read_npz(path)
+    missing = [k for k in keys if k not in z]
+    if missing:
+        raise ValueError(
+            f"{path}: lacks the arrays {', '.join(missing)} (it holds {', '.join(z) or 'none'}); "
+            "it is not the catalog's file"
+        )
+    return z
+
+
 def _load_usps(entry: DatasetEntry, resolved: Resolved) -> Dataset:
     path, spec = resolved[0]
     if path.suffix == ".npz":
-        z = read_npz(path)
-        try:
-            parts = [(z["x_train"], z["y_train"]), (z["x_test"], z["y_test"])]
-        except KeyError as exc:
-            raise ValueError(f"{path}: expected arrays x_train, y_train, x_test, y_test") from exc
+        z = _npz(path, "x_train", "y_train", "x_test", "y_test")
+        parts = [(z["x_train"], z["y_train"]), (z["x_test"], z["y_test"])]
     else:
         import h5py
 
@@ -141,12 +150,12 @@ _COIL_NAME = re.compile(r"obj(\d+)__(\d+)\.png$")
 def _load_coil20(entry: DatasetEntry, resolved: Resolved) -> Dataset:
     path, spec = resolved[0]
     if path.suffix == ".npz":
-        z = read_npz(path)
+        z = _npz(path, "images", "labels", "pose")
         X, note = to_nchw_unit(z["images"], layout="NHW")  # (1440, 1, 128, 128)
         y = z["labels"].astype(np.int64)
         info = {"scaling": note, "pose": z["pose"].astype(np.int64)}
     else:  # the original coil-20-proc.zip of PNGs: order obj1 poses 0..71, obj2, ...
-        X, names = read_png_zip(path)
+        X, names = read_image_zip(path)
         keys = []
         for n in names:
             m = _COIL_NAME.search(n)
@@ -163,17 +172,90 @@ def _load_coil20(entry: DatasetEntry, resolved: Resolved) -> Dataset:
     return Dataset(name=entry.name, kind="images", X=X, y=y, info=info)
 
 
+# sha256 of SHA256SUMS_original_tifs.txt (shared/datasets/images/ucmerced): the text
+# "<sha256>  UCMerced_LandUse/Images/<class>/<file>.tif\n" for the 2,100 original TIFs, sorted by
+# path. Rebuilding that text from the TIFs read and hashing it verifies every image's bytes
+# without shipping 2,100 hashes.
+UCMERCED_TIFS_LISTING_SHA256 = "905817e4f12f15aeb7217bf0baf1779bc817056c00a5971b7c730785b161406b"
+_UCM_MEMBER = re.compile(r"(?:^|/)UCMerced_LandUse/Images/([^/]+)/([^/]+\.tif)$")
+
+
 def _load_ucmerced(entry: DatasetEntry, resolved: Resolved) -> Dataset:
     path, _ = resolved[0]
-    z = read_npz(path)
-    X, note = to_nchw_unit(z["images"], layout="NHWC")  # (2100, 3, 64, 64)
+    if path.suffix == ".npz":
+        z = _npz(path, "images", "labels", "class_names", "filenames")
+        X, note = to_nchw_unit(z["images"], layout="NHWC")  # (2100, 3, 64, 64)
+        return Dataset(
+            name=entry.name,
+            kind="images",
+            X=X,
+            y=z["labels"].astype(np.int64),
+            class_names=[str(c) for c in z["class_names"]],
+            info={"scaling": note, "files": [str(f) for f in z["filenames"]]},
+        )
+    return ucmerced_from_originals(path, image_size=entry.shape[1:], name=entry.name)
+
+
+def ucmerced_from_originals(
+    path: str | Path,
+    *,
+    image_size: int | tuple[int, int] | None = 64,
+    name: str = "ucmerced",
+    expected_digest: str | None = None,
+) -> Dataset:
+    """UC Merced from the original TIFs: ``UCMerced_LandUse.zip`` or its unzipped ``Images`` folder.
+
+    Every TIF's sha256 is checked against the published list (through the digest of the list,
+    :data:`UCMERCED_TIFS_LISTING_SHA256`); a mismatch raises :class:`ChecksumError`. Images are
+    converted to RGB and resized with a box filter to ``image_size`` (64 reproduces the
+    catalog's 64x64 npz exactly; None keeps 256x256 but then the 44 off-size originals make it
+    fail: pass 256 to resize them). Order: by class (alphabetical), then file name.
+    """
+    import hashlib
+
+    from deepclust.data.fetch import ChecksumError
+    from deepclust.data.images import _as_size, _read_images
+
+    path = Path(path)
+    digests: dict = {}
+    size = _as_size(image_size)
+    if path.is_dir():
+        files = sorted(path.rglob("*.tif"))
+        rel = {f: "UCMerced_LandUse/Images/" + "/".join(f.relative_to(path).parts) for f in files}
+        members = sorted(files, key=rel.__getitem__)
+        X = _read_images(members, lambda f: open(f, "rb"), size=size, digests=digests)
+        keys = [rel[f] for f in members]
+    else:
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = sorted(n for n in zf.namelist() if _UCM_MEMBER.search(n))
+                if not names:
+                    raise ValueError(f"{path}: no UCMerced_LandUse/Images/<class>/*.tif inside")
+                X = _read_images(names, zf.open, size=size, digests=digests)
+        except zipfile.BadZipFile as exc:
+            raise ValueError(f"{path}: not a readable zip archive ({exc})") from exc
+        members = names
+        keys = [n[n.index("UCMerced_LandUse/") :] for n in names]
+    listing = "".join(f"{digests[m]}  {k}\n" for m, k in zip(members, keys, strict=True))
+    got = hashlib.sha256(listing.encode()).hexdigest()
+    want = expected_digest or UCMERCED_TIFS_LISTING_SHA256
+    if got != want:
+        raise ChecksumError(
+            f"{path}: the {len(keys)} TIFs do not match the published sha256 list of the 2,100 "
+            f"UC Merced originals (listing digest {got}, expected {want}); some images are "
+            "missing, extra or modified"
+        )
+    classes = sorted({k.split("/")[2] for k in keys})
+    y = np.asarray([classes.index(k.split("/")[2]) for k in keys], dtype=np.int64)
     return Dataset(
-        name=entry.name,
+        name=name,
         kind="images",
         X=X,
-        y=z["labels"].astype(np.int64),
-        class_names=[str(c) for c in z["class_names"]],
-        info={"scaling": note, "files": [str(f) for f in z["filenames"]]},
+        y=y,
+        class_names=classes,
+        info={"files": ["/".join(k.split("/")[2:]) for k in keys], "source": str(path)},
     )
 
 
@@ -477,10 +559,25 @@ def _entries() -> dict[str, DatasetEntry]:
                         "sha256:aa2aff1b39448a3bcabbec8fcebf04eb96f659b98c1ea34d3b730d857b57f75e",
                     ),
                     size=21_464_254,
-                    source="a 64x64 derivative kept in shared/datasets (no public URL). The originals: "
-                    "http://weegee.vision.ucmerced.edu/datasets/UCMerced_LandUse.zip; for "
-                    "full-size images unzip it and use deepclust.data.load_file("
-                    "'UCMerced_LandUse/Images')",
+                    source="a 64x64 derivative kept in shared/datasets (no public URL); the "
+                    "original archive (or its unzipped Images folder) is accepted instead and "
+                    "gives the same arrays",
+                    alternatives=(
+                        DataFile(
+                            path="images/ucmerced/UCMerced_LandUse.zip",
+                            urls=(
+                                "http://weegee.vision.ucmerced.edu/datasets/UCMerced_LandUse.zip",
+                            ),
+                            source="http://weegee.vision.ucmerced.edu/datasets/landuse.html",
+                            note="no checksum of the archive itself is known",
+                            content_check="every TIF's sha256 against the published list",
+                        ),
+                        DataFile(
+                            path="images/ucmerced/UCMerced_LandUse/Images",
+                            source="the unzipped UCMerced_LandUse.zip",
+                            content_check="every TIF's sha256 against the published list",
+                        ),
+                    ),
                 ),
             ),
             citation="Y. Yang, S. Newsam, 'Bag-of-visual-words and spatial extensions for land-use "
@@ -488,7 +585,9 @@ def _entries() -> dict[str, DatasetEntry]:
             licence="USGS National Map imagery, public domain",
             loader=_load_ucmerced,
             homepage="http://weegee.vision.ucmerced.edu/datasets/landuse.html",
-            note="PICI uses the 256x256 originals; this entry is the 64x64 derivative",
+            note="PICI uses the 256x256 originals; this entry is 64x64 (box filter). For "
+            "full size: deepclust.data.registry.ucmerced_from_originals(zip_or_folder, "
+            "image_size=256)",
         )
     )
     e.append(

@@ -61,7 +61,7 @@ def test_catalog_entries_are_complete():
             for spec in (f, *f.alternatives):
                 assert isinstance(spec, DataFile)
                 # every file is either checksummed or says why not
-                assert spec.checksums or spec.note, spec.path
+                assert spec.checksums or spec.note or spec.content_check, spec.path
                 # and tells where to get it
                 assert spec.urls or spec.source, spec.path
     fm = CATALOG["fashion-mnist"]
@@ -162,7 +162,10 @@ def test_coil20_zip_alternative_equals_npz(tmp_path):
 def test_scenes(name):
     if not _present(name):
         missing = [f["path"] for f in dataset_status(name)["files"] if not f["found"]]
-        pytest.skip(f"{name}: {', '.join(missing)} not found (the cube is missing from shared)")
+        pytest.skip(
+            f"{name}: {', '.join(missing)} not found in $DEEPCLUST_DATA, shared/datasets "
+            "or the cache"
+        )
     e = CATALOG[name]
     ds = load_dataset(name)
     assert ds.kind == "scene" and ds.cube.shape == e.shape and ds.cube.dtype == np.float32
@@ -212,3 +215,93 @@ def test_trento_ground_truths_agree_after_background_mapping():
     dummy = np.zeros((*scdsc.shape, 1), np.float32)
     np.testing.assert_array_equal(check_gt(dummy, scdsc), check_gt(dummy, mirror))
     assert int((check_gt(dummy, scdsc) > 0).sum()) == 30214
+
+
+def _tif_tree(root, rng):
+    from PIL import Image
+
+    files = {}
+    for cls in ("beach", "airplane"):
+        for i in range(2):
+            rel = f"UCMerced_LandUse/Images/{cls}/{cls}{i:02d}.tif"
+            p = root / rel
+            p.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 256, size=(8, 8, 3)).astype(np.uint8)).save(p)
+            files[rel] = p
+    return files
+
+
+def test_ucmerced_from_originals_folder_and_zip(tmp_path):
+    """The originals route: per-TIF sha256 checked through the listing digest, box resize."""
+    import hashlib
+    import zipfile
+
+    from deepclust.data import ChecksumError
+    from deepclust.data.registry import ucmerced_from_originals
+
+    files = _tif_tree(tmp_path, np.random.default_rng(0))
+    listing = "".join(
+        f"{hashlib.sha256(files[k].read_bytes()).hexdigest()}  {k}\n" for k in sorted(files)
+    )
+    digest = hashlib.sha256(listing.encode()).hexdigest()
+    images = tmp_path / "UCMerced_LandUse" / "Images"
+    ds = ucmerced_from_originals(images, image_size=4, expected_digest=digest)
+    assert ds.X.shape == (4, 3, 4, 4) and ds.class_names == ["airplane", "beach"]
+    np.testing.assert_array_equal(ds.y, [0, 0, 1, 1])
+    from PIL import Image
+
+    first = np.asarray(Image.open(files[sorted(files)[0]]), dtype=np.float64)
+    box = first.reshape(4, 2, 4, 2, 3).mean(axis=(1, 3))  # 2x2 block means
+    np.testing.assert_allclose(
+        ds.X[0].transpose(1, 2, 0) * 255, box, atol=1.0
+    )  # Pillow rounds in fixed point
+    zpath = tmp_path / "UCMerced_LandUse.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        for k in sorted(files, reverse=True):
+            zf.write(files[k], k)
+    dz = ucmerced_from_originals(zpath, image_size=4, expected_digest=digest)
+    np.testing.assert_array_equal(dz.X, ds.X)
+    np.testing.assert_array_equal(dz.y, ds.y)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(files[sorted(files)[1]])  # tamper
+    with pytest.raises(ChecksumError, match="published sha256 list"):
+        ucmerced_from_originals(images, image_size=4, expected_digest=digest)
+
+
+@pytest.mark.parametrize(
+    ("path", "n_labelled", "n_classes"),
+    [
+        ("hsi/PaviaU/PaviaU_gt.mat", 42776, 9),
+        ("hsi/Salinas/Salinas_gt.mat", 54129, 16),
+        ("hsi/SalinasA/SalinasA_gt.mat", 5348, 6),
+    ],
+)
+def test_ground_truth_files_of_gt_only_scenes(path, n_labelled, n_classes):
+    """The gt files in shared (whose cubes are missing) verify and read as the manifest says."""
+    from deepclust.data import find_file, read_mat
+    from deepclust.data.fetch import locate
+    from deepclust.data.hsi import labelled_mask
+
+    spec = next(f for e in CATALOG.values() for f in e.files if f.path == path)
+    if locate(spec) is None:
+        pytest.skip(f"{path} not found in $DEEPCLUST_DATA, shared/datasets or the cache")
+    gt = read_mat(find_file(path))
+    assert int(labelled_mask(gt).sum()) == n_labelled
+    assert np.unique(gt[gt > 0]).size == n_classes
+
+
+def test_wrong_file_in_place_of_a_catalog_npz(isolated, tmp_path, monkeypatch):
+    """A file that passes no checksum never reaches the loader; one without checksum is checked."""
+    import dataclasses
+
+    from deepclust.data import ChecksumError
+
+    target = tmp_path / "images" / "usps" / "usps.npz"
+    target.parent.mkdir(parents=True)
+    np.savez(target, a=np.zeros(3))
+    with pytest.raises(ChecksumError, match="different version"):
+        load_dataset("usps", data_dir=tmp_path)
+    entry = CATALOG["usps"]
+    unverified = dataclasses.replace(entry.files[0], checksums=(), size=None, note="test")
+    monkeypatch.setitem(CATALOG, "usps", dataclasses.replace(entry, files=(unverified,)))
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="lacks the arrays x_train"):
+        load_dataset("usps", data_dir=tmp_path)

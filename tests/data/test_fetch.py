@@ -276,3 +276,12 @@ def test_load_dataset_downloads_a_catalog_entry(isolated, http_root, tmp_path, m
     assert sorted(os.listdir(tmp_path / "root" / "images" / "tiny")) == sorted(
         f.name for f in files
     )  # no temporary files left behind
+
+
+def test_download_falls_back_to_the_next_mirror(isolated, http_root, tmp_path):
+    served, base = http_root
+    (served / "bad.bin").write_bytes(PAYLOAD[::-1])
+    (served / "good.bin").write_bytes(PAYLOAD)
+    spec = _spec(urls=(base + "missing.bin", base + "bad.bin", base + "good.bin"))
+    path = find_file(spec, data_dir=tmp_path / "dl", download=True)
+    assert path.read_bytes() == PAYLOAD

@@ -55,6 +55,11 @@ def test_patches_equal_explicit_reflect_pad():
     np.testing.assert_array_equal(out[:, :, r, r], CUBE[index[:, 0], index[:, 1]])  # centred
     torch_out = hsi.extract_patches_torch(torch.from_numpy(CUBE), torch.from_numpy(index), p)
     np.testing.assert_array_equal(torch_out.numpy(), out)
+    padded = hsi.pad_cube_torch(torch.from_numpy(CUBE), r)
+    again = hsi.extract_patches_torch(None, torch.from_numpy(index), p, padded=padded)
+    np.testing.assert_array_equal(again.numpy(), out)
+    with pytest.raises(IndexError):
+        hsi.extract_patches_torch(None, torch.tensor([[6, 0]]), p, padded=padded)
     batches = list(hsi.iter_patches(CUBE, index, p, batch_size=3))
     np.testing.assert_array_equal(np.concatenate(batches), out)
     assert hsi.extract_patches(CUBE, index, p, channels_last=True).shape == (4, p, p, 4)
@@ -105,3 +110,13 @@ def test_scene_dataset_and_label_map():
     bad[0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         hsi.scene_dataset("bad", bad, gt)
+
+
+def test_dataset_repr_is_short():
+    gt = np.zeros((6, 9), dtype=np.int64)
+    gt[0, 1] = 1
+    text = repr(hsi.scene_dataset("toy", CUBE, gt))
+    assert text == (
+        "Dataset(name='toy', kind='scene', X=(1, 4) float32, y=(1,) int64, n_classes=1, "
+        "cube=(6, 9, 4) float32)"
+    )

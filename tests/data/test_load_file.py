@@ -261,3 +261,19 @@ def test_image_folder_mixed_sizes_and_bad_file(tmp_path):
     (bad / "a" / "2.png").write_bytes(b"not a png")
     with pytest.raises(ValueError, match="2.png: cannot read the image"):
         load_file(bad)
+
+
+def test_mat_ignores_non_numeric_variables(tmp_path):
+    p = tmp_path / "with_meta.mat"
+    scipy.io.savemat(p, {"img": CUBE, "info": "a text note", "meta": {"bands": 4}})
+    ds = load_file(p, gt=GT)  # the only numeric array is picked
+    np.testing.assert_array_equal(ds.cube, CUBE)
+
+
+def test_mat_v73_skips_matlab_text(tmp_path):
+    p = tmp_path / "text73.mat"
+    _write_v73(p, {"img": CUBE})
+    with h5py.File(p, "a") as f:
+        d = f.create_dataset("note", data=np.frombuffer(b"h\x00i\x00", dtype=np.uint16))
+        d.attrs["MATLAB_class"] = np.bytes_(b"char")
+    np.testing.assert_array_equal(read_mat(p), CUBE)
