@@ -30,11 +30,24 @@ TMP = Path(os.environ.get("BENCH_TMP", "/tmp/bench_scdsc"))
 
 
 def peak_mb() -> float:
+    """Peak resident memory of this process (VmHWM). ``ru_maxrss`` is not used: Linux carries
+    the forked parent's high-water mark into it across exec."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 def emit(out: str | None, rec: dict) -> None:
-    rec = {**rec, "peak_rss_mb": round(peak_mb(), 1), "omp_threads": os.environ.get("OMP_NUM_THREADS")}
+    rec = {
+        **rec,
+        "peak_rss_mb": round(peak_mb(), 1),
+        "omp_threads": os.environ.get("OMP_NUM_THREADS"),
+    }
     line = json.dumps(rec)
     print(line, flush=True)
     if out:
@@ -68,30 +81,47 @@ def finch_features(n: int) -> Path:
 
 def task_finch(impl: str, n: int, out: str | None) -> None:
     X = np.load(finch_features(n))
+    if impl == "ours":  # imports outside the timed region
+        from deepclust.cluster.finch import finch
+    else:
+        from finch import FINCH
     base = peak_mb()
     t = time.perf_counter()
     if impl == "ours":
-        from deepclust.cluster.finch import finch
-
         parts, counts, _ = finch(X, metric="cosine")
         c = np.stack(parts, 1)
     else:
-        from finch import FINCH
-
         c, counts, _ = FINCH(X, distance="cosine", verbose=False)
         counts = list(counts)
     sec = time.perf_counter() - t
     np.save(TMP / f"finch_{impl}_{n}.npy", c)
-    emit(out, {"task": "finch", "impl": impl, "n": n, "seconds": round(sec, 2),
-               "levels": [int(v) for v in counts], "input_mb": round(X.nbytes / 2**20, 1),
-               "rss_before_mb": round(base, 1)})
+    emit(
+        out,
+        {
+            "task": "finch",
+            "impl": impl,
+            "n": n,
+            "seconds": round(sec, 2),
+            "levels": [int(v) for v in counts],
+            "input_mb": round(X.nbytes / 2**20, 1),
+            "rss_before_mb": round(base, 1),
+        },
+    )
 
 
 def task_finch_compare(n: int, out: str | None) -> None:
     a, b = np.load(TMP / f"finch_ours_{n}.npy"), np.load(TMP / f"finch_ref_{n}.npy")
     same = a.shape == b.shape and bool((a == b).all())
-    emit(out, {"task": "finch-compare", "n": n, "identical_partitions": same,
-               "levels_ours": a.shape[1], "levels_ref": b.shape[1]})
+    emit(
+        out,
+        {
+            "task": "finch-compare",
+            "n": n,
+            "identical_partitions": same,
+            "levels_ours": a.shape[1],
+            "levels_ref": b.shape[1],
+        },
+    )
 
 
 # -------------------------------------------------------------------------------- scaling
@@ -123,15 +153,36 @@ def task_epoch(n: int, epochs: int, chunk: int | None, out: str | None) -> None:
     for _ in range(epochs):
         t = time.perf_counter()
         _train_scdsc(
-            net=net, X=X, flat_index=torch.from_numpy(rows * gt.shape[1] + cols),
-            mask=torch.from_numpy(mask), mini_index=mini, local=True, window=7, beta=1e-3,
-            beta1=3.0, beta2=7.0, epochs=1, lr=5e-3, chunk_size=chunk, threshold=0.9,
-            generator=torch.Generator().manual_seed(0), history=hist, verbose=False,
+            net=net,
+            X=X,
+            flat_index=torch.from_numpy(rows * gt.shape[1] + cols),
+            mask=torch.from_numpy(mask),
+            mini_index=mini,
+            local=True,
+            window=7,
+            beta=1e-3,
+            beta1=3.0,
+            beta2=7.0,
+            epochs=1,
+            lr=5e-3,
+            chunk_size=chunk,
+            threshold=0.9,
+            generator=torch.Generator().manual_seed(0),
+            history=hist,
+            verbose=False,
         )
         times.append(time.perf_counter() - t)
-    emit(out, {"task": "epoch", "n": n, "chunk_size": chunk, "epoch_seconds": [round(t, 2) for t in times],
-               "median_epoch_seconds": round(float(np.median(times)), 2),
-               "scene_shape": list(gt.shape)})
+    emit(
+        out,
+        {
+            "task": "epoch",
+            "n": n,
+            "chunk_size": chunk,
+            "epoch_seconds": [round(t, 2) for t in times],
+            "median_epoch_seconds": round(float(np.median(times)), 2),
+            "scene_shape": list(gt.shape),
+        },
+    )
 
 
 # --------------------------------------------------------------------------------- memory
@@ -144,17 +195,37 @@ def task_memory(out: str | None, chunk: int | None) -> None:
     cube, gt = synthetic_scene("paviau", n_bands=103, random_state=0)
     mask = gt > 0
     t = time.perf_counter()
-    m = SCDSC(n_clusters=9, epochs=2, pretrain_epochs=1, kmeans_n_init=1, kmeans_backend="faiss",
-              chunk_size=chunk, random_state=0, device="cpu").fit(cube, mask=mask)
-    emit(out, {"task": "memory", "n": int(mask.sum()), "chunk_size": chunk,
-               "fit_seconds": round(time.perf_counter() - t, 1), "diagnostics": m.diagnostics_})
+    m = SCDSC(
+        n_clusters=9,
+        epochs=2,
+        pretrain_epochs=1,
+        kmeans_n_init=1,
+        kmeans_backend="faiss",
+        chunk_size=chunk,
+        random_state=0,
+        device="cpu",
+    ).fit(cube, mask=mask)
+    emit(
+        out,
+        {
+            "task": "memory",
+            "n": int(mask.sum()),
+            "chunk_size": chunk,
+            "fit_seconds": round(time.perf_counter() - t, 1),
+            "diagnostics": m.diagnostics_,
+        },
+    )
 
 
 # ----------------------------------------------------------------------------- Salinas-A
 def load_salinas_a():
     import scipy.io as sio
 
-    d = Path(os.environ.get("DEEPCLUST_DATA", ROOT.parent / "shared" / "datasets")) / "hsi" / "SalinasA"
+    d = (
+        Path(os.environ.get("DEEPCLUST_DATA", ROOT.parent / "shared" / "datasets"))
+        / "hsi"
+        / "SalinasA"
+    )
     cube = sio.loadmat(d / "SalinasA_corrected.mat")["salinasA_corrected"].astype(np.float32)
     gt = sio.loadmat(d / "SalinasA_gt.mat")["salinasA_gt"].astype(np.int64)
     return cube, gt
@@ -173,14 +244,23 @@ def task_salinas(method: str, seed: int, out: str | None) -> None:
     if method.startswith("scdsc"):
         from deepclust.methods.scdsc import SCDSC
 
-        flags = {"scdsc-baseline": (False, False), "scdsc-L": (True, False),
-                 "scdsc-MC": (False, True), "scdsc": (True, True)}[method]
+        flags = {
+            "scdsc-baseline": (False, False),
+            "scdsc-L": (True, False),
+            "scdsc-MC": (False, True),
+            "scdsc": (True, True),
+        }[method]
         kw = get_preset("scdsc", "salinas-a", "fast")
-        m = SCDSC(n_clusters=K, local=flags[0], nonlocal_=flags[1], random_state=seed, device="cpu",
-                  **kw).fit(cube, mask=mask)
+        m = SCDSC(
+            n_clusters=K, local=flags[0], nonlocal_=flags[1], random_state=seed, device="cpu", **kw
+        ).fit(cube, mask=mask)
         ev_last = evaluate(y, m.labels_last_)
-        extra = {"selection": m.selection_, "last_epoch_oa": ev_last["oa"],
-                 "last_epoch_nmi": ev_last["nmi"], "diagnostics": m.diagnostics_}
+        extra = {
+            "selection": m.selection_,
+            "last_epoch_oa": ev_last["oa"],
+            "last_epoch_nmi": ev_last["nmi"],
+            "diagnostics": m.diagnostics_,
+        }
     else:
         X = cube[mask]  # (N, B) spectra, row-major
         if method == "kmeans":
@@ -195,16 +275,32 @@ def task_salinas(method: str, seed: int, out: str | None) -> None:
             from deepclust.methods.edesc import EDESC
 
             Xs = (X - X.mean(0)) / X.std(0)  # band standardisation (label-free)
-            m = EDESC(n_clusters=K, random_state=seed, device="cpu",
-                      **get_preset("edesc", "salinas-a", "fast")).fit(Xs)
+            m = EDESC(
+                n_clusters=K,
+                random_state=seed,
+                device="cpu",
+                **get_preset("edesc", "salinas-a", "fast"),
+            ).fit(Xs)
         else:
             raise SystemExit(f"unknown method {method}")
         extra = {"selection": getattr(m, "selection_", "")}
     sec = time.perf_counter() - t
     ev = evaluate(y, m.labels_)
-    emit(out, {"task": "salinas-a", "method": method, "seed": seed, "fit_seconds": round(sec, 1),
-               "oa": ev["oa"], "nmi": ev["nmi"], "kappa": ev["kappa"], "ari": ev["ari"],
-               "per_class": ev.get("per_class"), **extra})
+    emit(
+        out,
+        {
+            "task": "salinas-a",
+            "method": method,
+            "seed": seed,
+            "fit_seconds": round(sec, 1),
+            "oa": ev["oa"],
+            "nmi": ev["nmi"],
+            "kappa": ev["kappa"],
+            "ari": ev["ari"],
+            "per_class": ev.get("per_class"),
+            **extra,
+        },
+    )
 
 
 def main() -> None:
@@ -241,7 +337,15 @@ def main() -> None:
         task_salinas(a.method, a.seed, a.out)
     elif a.task == "salinas-all":
         for seed in a.seeds:
-            for method in ("kmeans", "finch", "edesc", "scdsc-baseline", "scdsc-L", "scdsc-MC", "scdsc"):
+            for method in (
+                "kmeans",
+                "finch",
+                "edesc",
+                "scdsc-baseline",
+                "scdsc-L",
+                "scdsc-MC",
+                "scdsc",
+            ):
                 child(["salinas", "--method", method, "--seed", str(seed), *o])
     else:
         raise SystemExit(f"unknown task {a.task}")
