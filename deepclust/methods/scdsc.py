@@ -21,8 +21,9 @@ Choices where the paper is silent or ambiguous (each is marked in the code):
   ``KL(P || S)`` in place of the mini-cluster KL: the baseline is the basis model of [18], which
   is exactly the mini-cluster loss with every pixel its own mini-cluster.
 * The reported epoch: the one with the largest share of pixels whose max ``s`` exceeds 0.9
-  (label-free, the authors' rule); the first such epoch wins ties. ``selection="last"`` reports
-  the last epoch instead; both label sets are kept.
+  (label-free, the authors' rule); the first such epoch wins ties. When no epoch has a single
+  pixel above 0.9 the rule cannot rank epochs and the last epoch is reported (said in
+  ``selection_``). ``selection="last"`` reports the last epoch; both label sets are kept.
 * ``chunk_size``: the paper trains full-batch. With ``chunk_size`` set, the same full-batch
   gradient is accumulated over chunks (two passes: a no-grad pass gives ``S`` for the
   scene-wide targets, then each chunk back-propagates its share), so memory is bounded; the only
@@ -542,7 +543,15 @@ class SCDSC(DeepClusterer):
 
         self.labels_last_ = track["last_labels"]
         self.history_ = history
-        if self.selection == "confident":
+        use_confident = self.selection == "confident" and track["best"] > 0.0
+        if self.selection == "confident" and not use_confident:
+            # no epoch had a single confident pixel: the rule cannot rank epochs
+            self.labels_ = track["last_labels"]
+            self.selection_ = (
+                f"last epoch ({self.epochs}): no epoch had a pixel with max soft assignment > "
+                f"{self.threshold}, so the confident-share rule was undefined (label-free)"
+            )
+        elif use_confident:
             self.labels_ = track["best_labels"]
             net.load_state_dict(track["best_state"])
             self.selection_ = (
@@ -561,9 +570,7 @@ class SCDSC(DeepClusterer):
         self.diagnostics_ = {
             **diag,
             **{k_: round(v, 4) for k_, v in timings.items()},
-            "selected_epoch": int(track["best_epoch"]) + 1
-            if self.selection == "confident"
-            else int(self.epochs),
+            "selected_epoch": int(track["best_epoch"]) + 1 if use_confident else int(self.epochs),
             "confident_share_selected": float(track["best"]),
             "confident_share_last": float(track["shares"][-1]),
             "n_pixels": int(rows.shape[0]),

@@ -82,7 +82,13 @@ def test_fit_predict_and_selection(local, nonlocal_):
     assert m.labels_.shape == (mask.sum(),) and m.labels_.dtype == np.int64
     assert m.labels_last_.shape == m.labels_.shape
     shares = m.history_.stages["train"]["confident_share"]
-    assert m.diagnostics_["selected_epoch"] == select_epoch(shares) + 1
+    if max(shares) > 0:
+        assert m.diagnostics_["selected_epoch"] == select_epoch(shares) + 1
+        best = select_epoch(shares)
+        assert m.diagnostics_["confident_share_selected"] == pytest.approx(shares[best])
+    else:  # no confident pixel in any epoch: the rule is undefined, the last epoch is reported
+        assert m.diagnostics_["selected_epoch"] == TINY["epochs"]
+        np.testing.assert_array_equal(m.labels_, m.labels_last_)
     assert "label-free" in m.selection_
     full = m.predict_scene()
     assert full.shape == gt.shape and full.min() >= 0 and full.max() < 3
