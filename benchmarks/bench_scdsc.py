@@ -311,6 +311,11 @@ def main() -> None:
     p.add_argument("--method", default="scdsc")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4])
+    p.add_argument(
+        "--methods",
+        nargs="*",
+        default=["kmeans", "finch", "edesc", "scdsc-baseline", "scdsc-L", "scdsc-MC", "scdsc"],
+    )
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--chunk", type=int, default=8192)
     p.add_argument("--out", default=None)
@@ -336,17 +341,16 @@ def main() -> None:
     elif a.task == "salinas":
         task_salinas(a.method, a.seed, a.out)
     elif a.task == "salinas-all":
+        done = set()
+        if a.out and Path(a.out).exists():  # resume: skip (method, seed) pairs already measured
+            for line in Path(a.out).read_text().splitlines():
+                r = json.loads(line)
+                if r.get("task") == "salinas-a":
+                    done.add((r["method"], r["seed"]))
         for seed in a.seeds:
-            for method in (
-                "kmeans",
-                "finch",
-                "edesc",
-                "scdsc-baseline",
-                "scdsc-L",
-                "scdsc-MC",
-                "scdsc",
-            ):
-                child(["salinas", "--method", method, "--seed", str(seed), *o])
+            for method in a.methods:
+                if (method, seed) not in done:
+                    child(["salinas", "--method", method, "--seed", str(seed), *o])
     else:
         raise SystemExit(f"unknown task {a.task}")
 
