@@ -49,7 +49,8 @@ def main(folder: str) -> None:
         print(
             f"| {names[m]} | {len(rs)} ({seeds}) | {ms([r['oa'] for r in rs], 100)} | "
             f"{ms([r['nmi'] for r in rs], 1, 4)} | {ms([r['kappa'] for r in rs], 1, 4)} | "
-            f"{ms([r['fit_seconds'] for r in rs], 1, 0)} | {ms([r['peak_rss_mb'] for r in rs], 1, 0)} | "
+            f"{ms([r['fit_seconds'] for r in rs], 1, 0)} | "
+            f"{ms([r['peak_rss_mb'] for r in rs], 1, 0)} | "
             f"{ms(last, 100) if last else '—'} |"
         )
     print()
