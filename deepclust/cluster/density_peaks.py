@@ -19,7 +19,8 @@ Scalable computation (``method="fast"``; memory O(n), never an n x n array):
   ``exp(-truncate^2)`` (truncate = 4: 1.1e-7), so ``rho`` is low by at most
   ``n * exp(-truncate^2)`` (0.008 at n = 70,000) against a density of at least 1. The
   candidates are found by sorting on the first coordinate and windowing (``searchsorted``);
-  distances are evaluated in blocks of at most ``block`` entries. ``truncate=None`` sums every
+  distances are evaluated in blocks of at most ``block`` entries (one ``addmm`` + ``exp`` per
+  block), in float64 up to 20,000 points and float32 above. ``truncate=None`` sums every
   term (exact, O(n^2) time, still O(n) memory).
 * ``delta``: a kNN search (scipy cKDTree) gives, for most points, the nearest denser point among
   the ``k_delta`` nearest neighbours, which *is* the nearest denser point overall (the list is
@@ -112,37 +113,46 @@ def choose_dc(
 
 
 def local_density(
-    Z, dc: float, *, truncate: float | None = 4.0, block: int = 1 << 22, query_chunk: int = 512
+    Z,
+    dc: float,
+    *,
+    truncate: float | None = 4.0,
+    block: int = 1 << 22,
+    query_chunk: int = 1024,
+    dtype: torch.dtype = torch.float64,
 ) -> np.ndarray:
     """Eq. 2, ``rho_i = sum_j exp(-||z_i - z_j||^2 / dc^2)``, in O(n) memory.
 
-    Terms with ``||z_i - z_j|| > truncate * dc`` are dropped (see the module note for the error
-    bound); ``truncate=None`` keeps all terms.
+    Every term with ``||z_i - z_j|| <= truncate * dc`` is summed; terms farther away (each below
+    ``exp(-truncate^2)``) may be skipped, so ``rho`` is low by at most ``n * exp(-truncate^2)``
+    (module note). ``truncate=None`` sums all terms. ``dtype=torch.float32`` halves the time on
+    large n (relative error ~1e-6).
     """
     Z = _as_points(Z)
     if not dc > 0:
         raise ValueError(f"dc must be > 0, got {dc}")
     n = Z.shape[0]
     order = np.argsort(Z[:, 0], kind="stable")
-    Zs = torch.from_numpy(Z[order])
     xs = Z[order, 0]
+    Zs = torch.from_numpy(Z[order]).to(dtype)
+    Zs = Zs / dc  # distances in units of dc: the kernel is exp(-d^2)
+    sq = Zs.pow(2).sum(1)  # (n,)
     radius = np.inf if truncate is None else float(truncate) * dc
     rho_sorted = torch.zeros(n, dtype=torch.float64)
-    inv = 1.0 / (dc * dc)
     for a in range(0, n, query_chunk):
         b = min(n, a + query_chunk)
-        q = Zs[a:b]
+        q, sq_q = Zs[a:b], sq[a:b]
+        # candidates: every point whose first coordinate is within the radius of the chunk's
         lo = 0 if truncate is None else int(np.searchsorted(xs, xs[a] - radius, side="left"))
         hi = n if truncate is None else int(np.searchsorted(xs, xs[b - 1] + radius, side="right"))
         step = max(1, block // (b - a))
-        acc = torch.zeros(b - a, dtype=torch.float64)
+        acc = torch.zeros(b - a, dtype=dtype)
         for c in range(lo, hi, step):
-            d2 = torch.cdist(q, Zs[c : min(hi, c + step)]).pow_(2)  # (b-a, <=step)
-            w = torch.exp(-d2 * inv)
-            if truncate is not None:
-                w = w.masked_fill_(d2 > radius * radius, 0.0)
-            acc += w.sum(1)
-        rho_sorted[a:b] = acc
+            e = min(hi, c + step)
+            # -d^2 = 2 q.x - |q|^2 - |x|^2, clamped at 0 against rounding; (b-a, e-c)
+            w = torch.addmm(sq_q[:, None] + sq[None, c:e], q, Zs[c:e].T, beta=-1.0, alpha=2.0)
+            acc += w.clamp_(max=0.0).exp_().sum(1)
+        rho_sorted[a:b] = acc.to(torch.float64)
     rho = np.empty(n)
     rho[order] = rho_sorted.numpy()
     return rho
@@ -239,7 +249,8 @@ def density_peaks(
     if method == "exact":
         rho, delta, nearest = _density_peaks_exact(Z, float(dc))
     elif method == "fast":
-        rho = local_density(Z, float(dc), truncate=truncate)
+        dtype = torch.float32 if n > 20_000 else torch.float64
+        rho = local_density(Z, float(dc), truncate=truncate, dtype=dtype)
         delta, nearest = nearest_denser(Z, rho, k=k_delta)
     else:
         raise ValueError(f"method must be 'fast' or 'exact', got {method!r}")
