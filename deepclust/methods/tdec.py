@@ -282,7 +282,8 @@ class TDEC(DeepClusterer):
     transformer, clustering_head, dim_reduction : bool, default True
         Table 4 ablation switches (ST, CH, DR); all off is IDEC-like.
     embed_dim : int or None
-        Patch-embedding size E; None: C * (H/4) * (W/4) (a patch's pixel count).
+        Patch-embedding size E; None: max(C * (H/4) * (W/4), 32) (a patch's pixel count, at
+        least 32: a LayerNorm over the 4 pixels of an 8x8 image's patch loses too much).
     depth, decoder_depth : int, default 4, 1
         N1 and N2 Transformer blocks.
     n_heads : int or None

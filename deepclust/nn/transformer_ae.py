@@ -1,8 +1,9 @@
 """TDEC's networks (sec. 3.1): T-Encoder, T-Decoder and the Dim-Reduction block.
 
 T-Encoder: patch embedding by a convolution with patch size (H/4, W/4) (16 patches of
-``embed_dim`` features; by default ``embed_dim = C * H/4 * W/4``, the pixel count of a patch, so
-the encoding layer's input ``d = 16 * embed_dim = C*H*W``), sinusoidal position encodings,
+``embed_dim`` features; by default ``embed_dim = max(C * H/4 * W/4, 32)``, the pixel count of a
+patch but at least 32, so the encoding layer's input is ``d = 16 * embed_dim``, = C*H*W for
+16x16 and larger images), sinusoidal position encodings,
 ``depth`` post-norm Transformer blocks (eq. 1), then the encoding layer [d-512-512-3072-m].
 
 T-Decoder: decoding layer [m-3072-512-512-d], position encodings, ``decoder_depth`` blocks, and a
@@ -91,6 +92,7 @@ class TEncoder(nn.Module):
         hidden_dims: Sequence[int] = (512, 512, 3072),
         latent_dim: int = 10,
         grid: int = 4,
+        min_embed: int = 32,
     ):
         super().__init__()
         H, W = image_size
@@ -98,7 +100,12 @@ class TEncoder(nn.Module):
             raise ValueError(f"image size {image_size} must be divisible by {grid} (patch grid)")
         self.patch = (H // grid, W // grid)
         self.n_patches = grid * grid
-        self.embed_dim = int(embed_dim or in_channels * self.patch[0] * self.patch[1])
+        # Paper: a patch's C*(H/4)*(W/4) values. We keep that but never go below ``min_embed``:
+        # a post-norm LayerNorm over 4 features (8x8 Digits) discards each patch's mean and
+        # scale, and the autoencoder then barely learns (measured on Digits, see
+        # docs/methods/tdec.md).
+        patch_values = in_channels * self.patch[0] * self.patch[1]
+        self.embed_dim = int(embed_dim or max(patch_values, min_embed))
         self.patch_embed = nn.Conv2d(in_channels, self.embed_dim, self.patch, stride=self.patch)
         self.register_buffer("pos", sinusoidal_positions(self.n_patches, self.embed_dim))
         heads = int(n_heads or default_heads(self.embed_dim))

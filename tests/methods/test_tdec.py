@@ -19,8 +19,9 @@ def _images(n_per=30, k=3, size=8, seed=0):
     return np.clip(X, 0, 1), np.repeat(np.arange(k), n_per)
 
 
-TINY = dict(depth=1, hidden_dims=(32, 32, 32), latent_dim=4, dr_dims=(16, 16), n_neighbors=5,
-            pretrain_epochs=4, epochs=2, batch_size=32, perplexity=5.0, lr=3e-3, device="cpu")
+TINY = dict(depth=1, embed_dim=8, hidden_dims=(32, 32, 32), latent_dim=4, dr_dims=(16, 16),
+            n_neighbors=5, pretrain_epochs=4, epochs=2, batch_size=32, perplexity=5.0, lr=3e-3,
+            device="cpu")
 
 
 def test_tdec_full_model_runs_and_sets_attributes():
@@ -60,7 +61,8 @@ def test_tdec_vector_mode_and_resize():
     assert m.labels_.shape == (90,) and m.predict(V[:3]).shape == (3,)
     assert target_size(28, 28) == (32, 32) and target_size(16, 16) == (16, 16)
     X28 = np.random.default_rng(1).random((40, 28, 28)).astype(np.float32)
-    m = TDEC(n_clusters=2, random_state=0, **{**TINY, "pretrain_epochs": 1, "epochs": 1}).fit(X28)
+    m = TDEC(n_clusters=2, random_state=0,
+             **{**TINY, "pretrain_epochs": 1, "epochs": 1, "embed_dim": None}).fit(X28)
     assert m.diagnostics_["image_size"] == [32, 32]
     assert m.model_.ae.encoder.embed_dim == 64
 

@@ -16,11 +16,11 @@ from deepclust.nn.transformer_ae import (
 )
 
 
-@pytest.mark.parametrize("C,H,W", [(1, 8, 8), (1, 16, 16), (3, 32, 32)])
+@pytest.mark.parametrize("C,H,W", [(1, 8, 8), (1, 16, 16), (3, 32, 32), (1, 32, 32)])
 def test_transformer_ae_shapes(C, H, W):
     torch.manual_seed(0)
     ae = TransformerAE(C, (H, W), depth=1, hidden_dims=(32, 32, 64), latent_dim=10)
-    assert ae.encoder.embed_dim == C * (H // 4) * (W // 4)
+    assert ae.encoder.embed_dim == max(C * (H // 4) * (W // 4), 32)
     assert ae.encoder.n_patches == 16
     x = torch.rand(5, C, H, W)
     z, rec = ae(x)
