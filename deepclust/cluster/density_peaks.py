@@ -15,10 +15,12 @@ Scalable computation (``method="fast"``; memory O(n), never an n x n array):
 
 * ``dc``: the exact quantile while n(n-1)/2 <= ``max_pairs`` (2,000,000), else the quantile of
   ``max_pairs`` random distinct pairs (an unbiased estimate; ``random_state`` fixes it).
-* ``rho``: only neighbours within ``truncate * dc`` are summed. Each ignored term is below
+* ``rho``: all neighbours within ``truncate * dc`` are summed (and some farther ones). Each term
+  left out is below
   ``exp(-truncate^2)`` (truncate = 4: 1.1e-7), so ``rho`` is low by at most
   ``n * exp(-truncate^2)`` (0.008 at n = 70,000) against a density of at least 1. The
-  candidates are found by sorting on the first coordinate and windowing (``searchsorted``);
+  candidates are the 3 x 3 cells of a grid of cell size ``truncate * dc`` on the first two
+  coordinates (points sorted by cell; each neighbouring column is one contiguous range);
   distances are evaluated in blocks of at most ``block`` entries (one ``addmm`` + ``exp`` per
   block), in float64 up to 20,000 points and float32 above. ``truncate=None`` sums every
   term (exact, O(n^2) time, still O(n) memory).
@@ -112,47 +114,79 @@ def choose_dc(
     return dc
 
 
+def _grid_ranges(P: np.ndarray, radius: float) -> tuple[np.ndarray, list]:
+    """Sort points by a grid of cell size ``radius`` over their first two coordinates.
+
+    Returns ``(order, cells)``: ``cells`` lists, per occupied cell, its ``(start, stop)`` in the
+    sorted order and the (start, stop) ranges of the 3 x 3 block of cells around it (three
+    contiguous ranges, one per neighbouring column). Every point within ``radius`` of a cell's
+    point lies in that block (necessary condition on the first two coordinates).
+    """
+    xy = P[:, :2] if P.shape[1] >= 2 else np.concatenate([P, np.zeros_like(P)], 1)
+    cell = np.floor((xy - xy.min(0)) / radius).astype(np.int64) + 1  # >= 1, so cy - 1 >= 0
+    ny = int(cell[:, 1].max()) + 2
+    key = cell[:, 0] * ny + cell[:, 1]
+    order = np.argsort(key, kind="stable")
+    skey = key[order]
+    uniq, starts = np.unique(skey, return_index=True)
+    stops = np.append(starts[1:], len(skey))
+    cx, cy = uniq // ny, uniq % ny
+    cells = []
+    for u in range(len(uniq)):
+        nb = []
+        for dx in (-1, 0, 1):
+            lo_key = (cx[u] + dx) * ny + cy[u] - 1
+            lo = int(np.searchsorted(skey, lo_key, side="left"))
+            hi = int(np.searchsorted(skey, lo_key + 2, side="right"))
+            if hi > lo:
+                nb.append((lo, hi))
+        cells.append((int(starts[u]), int(stops[u]), nb))
+    return order, cells
+
+
 def local_density(
     Z,
     dc: float,
     *,
     truncate: float | None = 4.0,
     block: int = 1 << 22,
-    query_chunk: int = 1024,
+    query_chunk: int = 2048,
     dtype: torch.dtype = torch.float64,
 ) -> np.ndarray:
     """Eq. 2, ``rho_i = sum_j exp(-||z_i - z_j||^2 / dc^2)``, in O(n) memory.
 
     Every term with ``||z_i - z_j|| <= truncate * dc`` is summed; terms farther away (each below
     ``exp(-truncate^2)``) may be skipped, so ``rho`` is low by at most ``n * exp(-truncate^2)``
-    (module note). ``truncate=None`` sums all terms. ``dtype=torch.float32`` halves the time on
-    large n (relative error ~1e-6).
+    (module note). Candidates come from a grid of cell size ``truncate * dc`` on the first two
+    coordinates (the 3 x 3 cells around each cell). ``truncate=None`` sums all terms.
+    ``dtype=torch.float32`` halves the time on large n (relative error ~1e-6).
     """
     Z = _as_points(Z)
     if not dc > 0:
         raise ValueError(f"dc must be > 0, got {dc}")
     n = Z.shape[0]
-    order = np.argsort(Z[:, 0], kind="stable")
-    xs = Z[order, 0]
-    Zs = torch.from_numpy(Z[order]).to(dtype)
-    Zs = Zs / dc  # distances in units of dc: the kernel is exp(-d^2)
+    if truncate is None:
+        order, cells = np.arange(n), [(0, n, [(0, n)])]
+    else:
+        order, cells = _grid_ranges(Z, float(truncate) * dc)
+    Zs = torch.from_numpy(Z[order] / dc).to(dtype)  # units of dc: the kernel is exp(-d^2)
     sq = Zs.pow(2).sum(1)  # (n,)
-    radius = np.inf if truncate is None else float(truncate) * dc
     rho_sorted = torch.zeros(n, dtype=torch.float64)
-    for a in range(0, n, query_chunk):
-        b = min(n, a + query_chunk)
-        q, sq_q = Zs[a:b], sq[a:b]
-        # candidates: every point whose first coordinate is within the radius of the chunk's
-        lo = 0 if truncate is None else int(np.searchsorted(xs, xs[a] - radius, side="left"))
-        hi = n if truncate is None else int(np.searchsorted(xs, xs[b - 1] + radius, side="right"))
-        step = max(1, block // (b - a))
-        acc = torch.zeros(b - a, dtype=dtype)
-        for c in range(lo, hi, step):
-            e = min(hi, c + step)
-            # -d^2 = 2 q.x - |q|^2 - |x|^2, clamped at 0 against rounding; (b-a, e-c)
-            w = torch.addmm(sq_q[:, None] + sq[None, c:e], q, Zs[c:e].T, beta=-1.0, alpha=2.0)
-            acc += w.clamp_(max=0.0).exp_().sum(1)
-        rho_sorted[a:b] = acc.to(torch.float64)
+    for start, stop, ranges in cells:
+        cand = torch.cat([torch.arange(lo, hi) for lo, hi in ranges]) if len(ranges) > 1 else None
+        Zc = Zs[cand] if cand is not None else Zs[ranges[0][0] : ranges[0][1]]
+        sqc = sq[cand] if cand is not None else sq[ranges[0][0] : ranges[0][1]]
+        for a in range(start, stop, query_chunk):
+            b = min(stop, a + query_chunk)
+            q, sq_q = Zs[a:b], sq[a:b]
+            step = max(1, block // (b - a))
+            acc = torch.zeros(b - a, dtype=dtype)
+            for c in range(0, len(Zc), step):
+                e = min(len(Zc), c + step)
+                # -d^2 = 2 q.x - |q|^2 - |x|^2, clamped at 0 against rounding; (b-a, e-c)
+                w = torch.addmm(sq_q[:, None] + sqc[None, c:e], q, Zc[c:e].T, beta=-1.0, alpha=2.0)
+                acc += w.clamp_(max=0.0).exp_().sum(1)
+            rho_sorted[a:b] = acc.to(torch.float64)
     rho = np.empty(n)
     rho[order] = rho_sorted.numpy()
     return rho
