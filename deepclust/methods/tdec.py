@@ -20,9 +20,12 @@ Choices the paper leaves open (stated, not hidden):
   mini-batch; that is a full pass per step. We refresh every ``update_interval`` mini-batches
   (default: once per epoch); ``update_interval=1`` is the literal algorithm.
 * During a mini-batch step, eq. 6 needs the embeddings of each sample's k neighbours. We take the
-  neighbour lists and their embeddings from the last refresh (a detached memory bank) and the
-  current, differentiable embedding of the sample itself, so gradients flow through eq. 5's
-  weights. Forwarding all k neighbours of every sample would cost k = 50 times more.
+  neighbour lists and their embeddings from the last refresh (a detached memory bank; forwarding
+  all k = 50 neighbours of every sample would cost 50 times more). ``neighbor_mode="anchored"``
+  (default) moves that neighbourhood rigidly with the sample's current embedding, so the
+  gradient flows through the Student-t kernels; ``"bank"`` keeps the neighbours fixed and lets
+  the gradient flow through eq. 5's weights only (singular for near neighbours). See the
+  ``neighbor_mode`` parameter.
 * Refreshes and the final labels use the clean images (Algorithm 1 line 3 writes x-tilde; random
   augmentation would make the labels random); training steps use augmented ones.
 * The feature-space affinities Phi (eq. 11) are computed without gradient, as t-SNE's fixed input
@@ -156,6 +159,7 @@ def _train_tdec(
     perplexity: float,
     n_neighbors: int,
     neighbor_rate: float,
+    neighbor_mode: str,
     pretrain_epochs: int,
     epochs: int,
     lr: float,
@@ -252,6 +256,9 @@ def _train_tdec(
         z_v = terms.pop("z_v")
         if clustering_head:
             neigh = state["bank"][state["knn"][idx_d]]  # (B, k, c), from the last refresh
+            if neighbor_mode == "anchored":
+                # the neighbourhood's shape from the last refresh, anchored at the current z_i
+                neigh = z_v[:, None, :] + (neigh - state["bank"][idx_d][:, None, :])
             q = neighbor_assignment(z_v, neigh, state["centers"])  # eqs. 5-6
         else:
             q = student_t_assignment(z_v, net.centers)
@@ -305,6 +312,14 @@ class TDEC(DeepClusterer):
         k of eqs. 5-6.
     neighbor_rate : float, default 0.02
         dc such that the average neighbour count is this share of n (eq. 2).
+    neighbor_mode : {"anchored", "bank"}, default "anchored"
+        How eq. 6 is differentiated in a mini-batch step (the paper does not say). Both take the
+        kNN lists and neighbour embeddings from the last refresh. ``"bank"``: the neighbours stay
+        where they were and only eq. 5's weights depend on the current z_i (gradients through
+        ``1/||z_s - z_i||^2``, singular for close neighbours; on Digits it blew up the
+        clustering space). ``"anchored"``: the neighbourhood keeps its shape (offsets
+        ``z_s - z_i`` from the refresh) and moves with the current z_i, so the kernel terms carry
+        the gradient; at a refresh both equal eq. 6 exactly.
     pretrain_epochs, epochs : int, default 200, 500
         Pretraining on L_stru, then the clustering stage (Algorithm 1's MaxIter = epochs x
         batches per epoch).
@@ -350,6 +365,7 @@ class TDEC(DeepClusterer):
         perplexity: float = 30.0,
         n_neighbors: int = 50,
         neighbor_rate: float = 0.02,
+        neighbor_mode: str = "anchored",
         pretrain_epochs: int = 200,
         epochs: int = 500,
         lr: float = 0.01,
@@ -381,6 +397,7 @@ class TDEC(DeepClusterer):
         self.perplexity = perplexity
         self.n_neighbors = n_neighbors
         self.neighbor_rate = neighbor_rate
+        self.neighbor_mode = neighbor_mode
         self.pretrain_epochs = pretrain_epochs
         self.epochs = epochs
         self.lr = lr
@@ -433,6 +450,10 @@ class TDEC(DeepClusterer):
             raise ValueError(f"neighbor_rate must be in (0, 1), got {self.neighbor_rate!r}")
         if not 0 <= float(self.tol) < 1:
             raise ValueError(f"tol must be in [0, 1), got {self.tol!r}")
+        if self.neighbor_mode not in ("anchored", "bank"):
+            raise ValueError(
+                f"neighbor_mode must be 'anchored' or 'bank', got {self.neighbor_mode!r}"
+            )
         if self.update_interval is not None and int(self.update_interval) < 1:
             raise ValueError(f"update_interval must be None or >= 1, got {self.update_interval!r}")
 
@@ -478,7 +499,8 @@ class TDEC(DeepClusterer):
             use_augment=bool(self.augment) and not self._vector_mode_, alpha=float(self.alpha),
             beta=float(self.beta), perplexity=float(self.perplexity),
             n_neighbors=int(self.n_neighbors), neighbor_rate=float(self.neighbor_rate),
-            pretrain_epochs=int(self.pretrain_epochs), epochs=int(self.epochs), lr=float(self.lr),
+            neighbor_mode=self.neighbor_mode, pretrain_epochs=int(self.pretrain_epochs),
+            epochs=int(self.epochs), lr=float(self.lr),
             batch_size=int(self.batch_size), update_interval=self.update_interval,
             tol=float(self.tol), max_rotation=float(self.max_rotation),
             max_shift=float(self.max_shift), seed=int(self.seed_), generator=self._torch_gen,

@@ -41,10 +41,11 @@ def test_tdec_full_model_runs_and_sets_attributes():
     np.testing.assert_array_equal(m.labels_, m2.labels_)
 
 
-@pytest.mark.parametrize("switch", ["transformer", "clustering_head", "dim_reduction"])
+@pytest.mark.parametrize("switch", ["transformer", "clustering_head", "dim_reduction", "bank"])
 def test_tdec_ablations(switch):
     X, _ = _images()
-    m = TDEC(n_clusters=3, random_state=1, **{**TINY, switch: False}).fit(X)
+    kw = {"neighbor_mode": "bank"} if switch == "bank" else {switch: False}
+    m = TDEC(n_clusters=3, random_state=1, **{**TINY, **kw}).fit(X)
     assert m.labels_.shape == (90,)
     if switch == "dim_reduction":
         assert m.embedding_.shape == (90, 4)
@@ -82,6 +83,8 @@ def test_tdec_bad_input():
     X, _ = _images()
     with pytest.raises(ValueError, match="too small"):
         TDEC(n_clusters=3, **TINY).fit(np.zeros((10, 1, 4, 4), np.float32))
+    with pytest.raises(ValueError, match="neighbor_mode"):
+        TDEC(n_clusters=3, **{**TINY, "neighbor_mode": "x"}).fit(X)
     with pytest.raises(ValueError, match="neighbor_rate"):
         TDEC(n_clusters=3, **{**TINY, "neighbor_rate": 2.0}).fit(X)
     with pytest.raises(ValueError, match="NaN"):
