@@ -129,6 +129,32 @@ def run_one(method: str, dataset: str, seed: int, preset: str, overrides: dict) 
             "kwargs": {k: str(v) for k, v in kwargs.items()}}
 
 
+def summary(path: str) -> None:
+    """Print a markdown table: mean ± std over seeds, the paper's ACC / NMI beside ours."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    with open(path) as fh:
+        for line in fh:
+            r = json.loads(line)
+            groups.setdefault((r["method"], r["dataset"]), []).append(r)
+    print("| method | dataset | preset | seeds | ACC % | NMI % | ARI % | fit s (wall) "
+          "| fit s (CPU) | peak RSS MB | paper ACC / NMI % |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for (method, ds), rs in groups.items():
+        def ms(key: str, scale: float = 100.0, rs: list = rs) -> str:
+            if any(key not in r for r in rs):
+                return "-"
+            v = np.array([r[key] for r in rs], dtype=float) * scale
+            return f"{v.mean():.1f} ± {v.std():.1f}" if len(v) > 1 else f"{v[0]:.1f}"
+        paper_key = method.replace("[clustering_head=False,dim_reduction=False,transformer=False]",
+                                   "[st=0,ch=0,dr=0]")
+        paper = PAPER.get((paper_key, ds))
+        ptxt = f"{paper[0]} / {paper[1]}" if paper else "-"
+        seeds = ",".join(str(r["seed"]) for r in rs)
+        print(f"| {method} | {ds} | {rs[0]['preset']} | {seeds} | {ms('acc')} | {ms('nmi')} | "
+              f"{ms('ari')} | {ms('fit_seconds', 1.0)} | {ms('cpu_seconds', 1.0)} "
+              f"| {max(r['peak_rss_mb'] for r in rs):.0f} | {ptxt} |")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -145,6 +171,8 @@ def main(argv=None) -> None:
     q.add_argument("--preset", default="fast")
     q.add_argument("--set", nargs="*", default=[], help="overrides k=v (python literals)")
     q.add_argument("--out", default="benchmarks/results_tdec.jsonl")
+    sm = sub.add_parser("summary", help="markdown table (mean ± std over seeds) of a results file")
+    sm.add_argument("--results", default="benchmarks/results_tdec.jsonl")
     o = sub.add_parser("one", help=argparse.SUPPRESS)
     o.add_argument("method")
     o.add_argument("dataset")
@@ -154,6 +182,8 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     if a.cmd == "dp":
         run_dp(a.n, a.k, a.seed)
+    elif a.cmd == "summary":
+        summary(a.results)
     elif a.cmd == "one":
         rec = run_one(a.method, a.dataset, a.seed, a.preset, json.loads(a.overrides))
         print("RESULT " + json.dumps(rec))
