@@ -80,3 +80,14 @@ def test_bad_parameters_raise():
         IDEC(n_clusters=3, gamma=0.0, **TINY).fit(X)
     with pytest.raises(ValueError, match="2-D"):
         DEC(n_clusters=3).fit(X[0])
+
+
+def test_get_params_roundtrip():
+    from sklearn.base import clone
+
+    from deepclust.methods.tdec import TDEC
+
+    for est in (DEC(n_clusters=4, tol=0.01), IDEC(n_clusters=4, gamma=0.2),
+                TDEC(n_clusters=4, dim_reduction=False, neighbor_mode="bank")):
+        c = clone(est)
+        assert c.get_params() == est.get_params()
