@@ -634,8 +634,11 @@ def _load_scene(data: str, bands: str | None) -> tuple[np.ndarray, np.ndarray | 
             raise FileNotFoundError(f"Salinas-A not found at {f}; set DEEPCLUST_DATA")
         cube = loadmat(f)["salinasA_corrected"].astype(np.float32)
         gt = loadmat(folder / "SalinasA_gt.mat")["salinasA_gt"].astype(np.int64)
-    elif name in ("ucmerced-mosaic", "ucmerced"):
-        cube, gt = ucmerced_mosaic(root / "images" / "ucmerced" / "ucmerced_64x64.npz")
+    elif name in ("ucmerced-mosaic", "ucmerced") or name.startswith("ucmerced-mosaic-"):
+        # "ucmerced-mosaic-<S>" draws another mosaic (seed S): a second scene of the same kind
+        mseed = int(name.rsplit("-", 1)[1]) if name.startswith("ucmerced-mosaic-") else 0
+        cube, gt = ucmerced_mosaic(root / "images" / "ucmerced" / "ucmerced_64x64.npz",
+                                   seed=mseed)
     elif os.path.exists(data):
         arr = np.load(data, allow_pickle=False)
         cube = arr if isinstance(arr, np.ndarray) else arr[arr.files[0]]
@@ -706,7 +709,7 @@ def _save_map_png(label_map: np.ndarray, path: Path, title: str) -> None:
 def run_segment(args: dict[str, Any], out_dir: str | os.PathLike) -> dict[str, Any]:
     """``deepclust segment recal``: train (or apply) RECAL on a scene's patches, write the map.
 
-    ``args`` keys: ``data`` (salinas-a | ucmerced-mosaic | path of a .npy (H, W, B)),
+    ``args`` keys: ``data`` (salinas-a | ucmerced-mosaic[-S] | path of a .npy (H, W, B)),
     ``bands`` (None/"all" | "liss4" | "i,j,k"), ``patch`` (8), ``stride`` (2), ``clusters``
     (10), ``seed`` (0), ``preset`` ("fast"), ``model`` (path of a model.pt to apply instead of
     training), ``compare`` (path of another ``label_map.npy`` for the Jaccard consensus, eq. 5),
