@@ -16,8 +16,8 @@ PRESETS = {
             "virtual_batches": 1, "epochs": 15, "lambda_": 1.0,
         },
         "usps": {"epochs": 15},
-        "mnist": {"epochs": 6},
-        "coil20": {"resize": 64, "batch_size": 240, "epochs": 20},
+        "mnist": {"width": 0.125, "epochs": 4},
+        "coil20": {"resize": 32, "batch_size": 240, "epochs": 20},
         "scene": {"width": 0.25, "epochs": 15, "batch_size": 256},
     },
 }
