@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 from sklearn.cluster import KMeans
 
 from deepclust.methods.recal import _load_scene, _scale_bands
