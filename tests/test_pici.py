@@ -118,3 +118,14 @@ def test_bad_parameters(images):
         tiny_pici().fit(np.zeros((4, 2, 3, 4, 5)))
     with pytest.warns(UserWarning, match=r"\[0, 1\]"):
         tiny_pici(pretrain_epochs=0, train_epochs=1, boost_epochs=0).fit(images * 255)
+
+
+def test_resume_from_trained_trunk_equals_straight_run(images, tmp_path):
+    """Stage checkpoints: boosting resumed from a pre-trained + trained trunk is the same run."""
+    ckpt = tmp_path / "trunk.pt"
+    tiny_pici(boost_epochs=0, checkpoint_path=str(ckpt)).fit(images)
+    resumed = tiny_pici(checkpoint_path=str(ckpt), resume=True).fit(images)
+    straight = tiny_pici().fit(images)
+    assert resumed.history_.epochs("train") == 2
+    assert np.allclose(resumed.history_.stages["boost"]["loss"], straight.history_.stages["boost"]["loss"])
+    assert np.array_equal(resumed.labels_, straight.labels_)

@@ -144,6 +144,8 @@ class ContrastiveClustering(DeepClusterer):
         Backbone layout (CC: ResNet-34).
     width : int
         First-stage channels (64 = the standard ResNet).
+    stem : {"auto", "cifar", "imagenet"}
+        ``auto``: 3x3 stride-1 stem up to 64 px inputs, the 7x7 stride-2 + max-pool stem above.
     feature_dim : int
         Instance head output (128).
     instance_temperature, cluster_temperature : float
@@ -164,6 +166,7 @@ class ContrastiveClustering(DeepClusterer):
         img_size: int = 224,
         arch: str = "resnet34",
         width: int = 64,
+        stem: str = "auto",
         feature_dim: int = 128,
         instance_temperature: float = 0.5,
         cluster_temperature: float = 1.0,
@@ -184,6 +187,7 @@ class ContrastiveClustering(DeepClusterer):
         self.img_size = img_size
         self.arch = arch
         self.width = width
+        self.stem = stem
         self.feature_dim = feature_dim
         self.instance_temperature = instance_temperature
         self.cluster_temperature = cluster_temperature
@@ -219,7 +223,10 @@ class ContrastiveClustering(DeepClusterer):
         self.channel_mean_, self.channel_std_ = mean, std
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed_)
-            backbone = ResNet(arch=self.arch, in_chans=X.shape[1], width=int(self.width), img_size=int(self.img_size))
+            backbone = ResNet(
+                arch=self.arch, in_chans=X.shape[1], width=int(self.width), img_size=int(self.img_size),
+                stem=self.stem,
+            )
             model = CCNet(backbone=backbone, n_clusters=int(self.n_clusters), feature_dim=int(self.feature_dim))
         model = model.to(self.device_)
         augmenter = ViewAugmenter(
