@@ -83,12 +83,25 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", default=["kmeans", "cc", "pici"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--out", default="benchmarks/results_pici.jsonl")
+    ap.add_argument(
+        "--set", nargs="*", default=[], metavar="METHOD.KEY=VALUE",
+        help="override a fast-preset argument, e.g. pici.train_epochs=8 cc.epochs=12 (JSON values)",
+    )
     ap.add_argument("--child", nargs=3, metavar=("METHOD", "SEED", "OVERRIDES"))
     args = ap.parse_args()
     if args.child:
         method, seed, overrides = args.child
         print(json.dumps(run_one(method, int(seed), json.loads(overrides))))
         return
+    sets: dict[str, dict] = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        meth, _, name = key.partition(".")
+        try:
+            parsed = json.loads(value)
+        except json.JSONDecodeError:
+            parsed = value
+        sets.setdefault(meth, {})[name] = parsed
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
 
@@ -100,16 +113,19 @@ def main() -> None:
     for seed in args.seeds:
         for method in args.methods:
             if method != "pici":
-                emit(subprocess_run(method, seed, {}))
+                emit(subprocess_run(method, seed, dict(sets.get(method, {}))))
                 continue
             tmp = Path(tempfile.mkdtemp(prefix="pici_bench_"))
             try:
                 trunk_ckpt = tmp / "trunk.pt"
-                trunk = subprocess_run("pici", seed, {"boost_epochs": 0, "checkpoint_path": str(trunk_ckpt)})
+                base = dict(sets.get("pici", {}))
+                trunk = subprocess_run("pici", seed, {**base, "boost_epochs": 0, "checkpoint_path": str(trunk_ckpt)})
                 for name, cli in (("pici", True), ("pici-no-cli", False)):
                     ckpt = tmp / f"{name}.pt"
                     shutil.copy(trunk_ckpt, ckpt)
-                    row = subprocess_run("pici", seed, {"cli": cli, "checkpoint_path": str(ckpt), "resume": True})
+                    row = subprocess_run(
+                        "pici", seed, {**base, "cli": cli, "checkpoint_path": str(ckpt), "resume": True}
+                    )
                     row["method"] = name
                     row["boost_seconds"] = row["fit_seconds"]
                     row["trunk_seconds"] = trunk["fit_seconds"]
