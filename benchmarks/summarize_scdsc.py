@@ -27,7 +27,11 @@ def ms(vals: list[float], scale: float = 1.0, digits: int = 2) -> str:
 
 def main(folder: str) -> None:
     d = Path(folder)
-    rows = [r for r in read(d / "salinas_a.jsonl") if r.get("task") == "salinas-a"]
+    rows, seen = [], set()
+    for r in read(d / "salinas_a.jsonl"):  # first record per (method, seed); reruns are repeats
+        if r.get("task") == "salinas-a" and (r["method"], r["seed"]) not in seen:
+            seen.add((r["method"], r["seed"]))
+            rows.append(r)
     order = ["kmeans", "finch", "edesc", "scdsc-baseline", "scdsc-L", "scdsc-MC", "scdsc"]
     names = {
         "kmeans": "k-means (spectra)",
