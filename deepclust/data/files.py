@@ -50,8 +50,8 @@ def _pick_key(path: Path, keys: list[str], key: str | None, what: str = "array")
     if not keys:
         raise ValueError(f"{path}: holds no numeric {what}")
     raise ValueError(
-        f"{path}: holds several {what}s ({', '.join(keys)}); pass key= (and gt_key= for the "
-        "labels) to say which one to load"
+        f"{path}: holds several {what}s ({', '.join(keys)}); pass key=NAME to say which one to load "
+        "(command line: --key NAME; labels in the same file: gt_key= / --gt-key)"
     )
 
 
@@ -159,6 +159,13 @@ def read_array(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
     if suffix == ".mat":
         return read_mat(path, key)
     if suffix == ".npy":
+        with open(path, "rb") as fh:
+            magic = fh.read(6)
+        if magic != b"\x93NUMPY":  # np.load would take any other bytes for a pickle
+            raise ValueError(
+                f"{path}: not a readable .npy file, truncated or corrupt (it does not start with "
+                "the NumPy header); re-save it with numpy.save"
+            )
         try:
             return np.load(path, allow_pickle=False)
         except ValueError as exc:
@@ -270,6 +277,8 @@ def load_file(
     if image_size is not None:
         raise ValueError("image_size= applies to image folders only")
     arr = read_array(path, key)
+    if arr.size == 0:
+        raise ValueError(f"{path}: the array is empty (shape {arr.shape}); there is nothing to cluster")
     if gt is not None:
         source = str(gt) if not isinstance(gt, np.ndarray) else "the gt array"
         gt_arr = np.asarray(gt) if isinstance(gt, np.ndarray) else read_array(gt, gt_key)
@@ -281,6 +290,11 @@ def load_file(
     if gt_arr is not None and gt_arr.ndim == 2 and 1 in gt_arr.shape and arr.ndim != 3:
         gt_arr = gt_arr.reshape(-1)  # a MATLAB column/row vector of labels
 
+    if gt_arr is not None and gt_arr.ndim == 2 and arr.ndim != 3 and kind in (None, "scene"):
+        raise ValueError(
+            f"the ground truth from {source} is a 2-D map {gt_arr.shape}, which needs a 3-D "
+            f"hyperspectral cube (H, W, B), but {path} holds a {arr.ndim}-D array {arr.shape}"
+        )
     if kind is None:
         if arr.ndim == 3:
             if gt_arr is not None and gt_arr.squeeze().ndim == 2:
