@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -89,7 +90,8 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 "Re-save it with plain numeric/string arrays"
             ) from exc
         raise ValueError(f"{path}: cannot read the npz archive ({exc})") from exc
-    except (zipfile.BadZipFile, EOFError, OSError, zlib.error, KeyError) as exc:
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error, KeyError, SyntaxError, TypeError,
+            IndexError, MemoryError, tokenize.TokenError) as exc:  # numpy parses a header as a literal
         raise ValueError(
             f"{path}: not a readable npz archive, truncated or corrupt ({exc})"
         ) from exc
