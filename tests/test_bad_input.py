@@ -125,7 +125,7 @@ CASES = {
     "nan": (lambda t, m: ["--data", _npy(t, np.array([[0.0, 1], [np.nan, 2], [3, 4]])), "--n-clusters", "2"],
             "NaN"),
     "inf": (lambda t, m: ["--data", _npy(t, np.array([[0.0, 1], [np.inf, 2], [3, 4]])), "--n-clusters", "2"],
-            "NaN or Inf"),
+            "holds 1 NaN or Inf value(s); remove or impute them"),
     "empty-data": (lambda t, m: ["--data", _npy(t, np.zeros((0, 3))), "--n-clusters", "2"], "the array is empty"),
     "one-sample": (lambda t, m: ["--data", _npy(t, np.ones((1, 3))), "--n-clusters", "2"],
                    "1 sample(s); at least 2"),
@@ -147,9 +147,11 @@ CASES = {
     "mixed-size-images": (lambda t, m: _folder(t, {"a/1.png": _png_bytes((8, 8)), "b/2.png": _png_bytes((9, 8))}),
                           "mixed sizes"),
     "unreadable-png": (lambda t, m: _folder(t, {"a/1.png": _png_bytes(), "b/2.png": b"\x89PNG not really"}),
-                       "cannot read the image"),
+                       "2.png: cannot read the image: Pillow does not recognise it"),
     "truncated-png": (lambda t, m: _folder(t, {"a/1.png": _png_bytes(), "b/2.png": _png_bytes()[:40]}),
-                      "cannot read the image"),
+                      "2.png: cannot read the image"),
+    "truncated-png-body": (lambda t, m: _folder(t, {"a/1.png": _png_bytes(), "b/2.png": _png_bytes()[:-30]}),
+                           "2.png: cannot read the image"),
     "empty-image-folder": (lambda t, m: _folder(t, {"notes.txt": b"x"}), "holds no images"),
     "truncated-mat": (lambda t, m: _truncated(t, "mat"), "truncated or corrupt"),
     "garbage-mat": (lambda t, m: _garbage(t, "mat"), "not a readable MATLAB file"),
@@ -252,6 +254,7 @@ def _crash_in_fit(monkeypatch, exc):
         (KeyboardInterrupt(), 130, "interrupted"),
         (FloatingPointError("the train loss became nan"), 2, "the train loss became nan"),
     ],
+    ids=["bug-runtime-error", "disk-full", "ctrl-c", "nan-loss"],
 )
 def test_cli_failure_during_fit_leaves_nothing(exc, code, excerpt, tmp_path, capsys, monkeypatch):
     _crash_in_fit(monkeypatch, exc)
@@ -309,6 +312,7 @@ CUBE = RNG.normal(size=(4, 5, 3)).astype(np.float32)
         (np.ones((5, 4), dtype=bool), ValueError, "has shape (5, 4) but the scene is (H, W) = (4, 5)"),
         (np.zeros((4, 5), dtype=bool), ValueError, "selects no pixel"),
     ],
+    ids=["float", "string", "class-map", "wrong-shape", "empty"],
 )
 def test_api_mask_of_wrong_dtype_or_shape(mask, err, excerpt):
     with pytest.raises(err) as info:
@@ -336,6 +340,7 @@ def test_api_mask_accepts_bool_and_01_integers():
         (np.ones((4, 5)), "must be a hyperspectral cube of shape (H, W, B), got 2 dimension(s)"),
         (np.ones((2, 4, 5, 3)), "got 4 dimension(s)"),
     ],
+    ids=["2d", "4d"],
 )
 def test_api_cube_of_wrong_rank(cube, excerpt):
     with pytest.raises(ValueError) as info:
@@ -373,6 +378,7 @@ def test_api_constant_scene_and_constant_feature():
         (np.ones(5), ValueError, "must be 2-D (n_samples, n_features)"),
         (np.ones((4, 2)) + 1j, ValueError, "Complex data not supported"),
     ],
+    ids=["empty", "no-features", "one-sample", "nan", "inf", "strings", "1d", "complex"],
 )
 def test_api_bad_data(X, err, excerpt):
     with pytest.raises(err) as info:
@@ -393,6 +399,7 @@ def test_api_bad_data(X, err, excerpt):
         (True, TypeError, "must be an integer"),
         (None, TypeError, "must be an integer"),
     ],
+    ids=["1", "0", "negative", "too-many", "float-2.0", "float-2.5", "string", "bool", "none"],
 )
 def test_api_bad_n_clusters(k, err, excerpt):
     with pytest.raises(err) as info:

@@ -386,6 +386,10 @@ def load_file(
             raise ValueError(f"{path}: vectors must be 2-D (N, D), got shape {arr.shape}")
         X = np.ascontiguousarray(arr.reshape(arr.shape[0], -1), dtype=np.float32)
         if not np.all(np.isfinite(X)):
-            raise ValueError(f"{path}: holds NaN or Inf values")
+            bad = int(np.count_nonzero(~np.isfinite(X)))
+            raise ValueError(
+                f"{path}: holds {bad} NaN or Inf value(s); remove or impute them "
+                "(e.g. sklearn.impute.SimpleImputer) before clustering"
+            )
     y = _as_labels(gt_arr, X.shape[0], source) if gt_arr is not None else None
     return Dataset(name=name, kind=kind, X=X, y=y, info=info)

@@ -329,7 +329,11 @@ def scene_dataset(
     """
     cube = _check_cube(cube)
     if not np.all(np.isfinite(cube)):
-        raise ValueError(f"{name}: the cube holds NaN or Inf values")
+        bad = int(np.count_nonzero(~np.isfinite(cube)))
+        raise ValueError(
+            f"{name}: the cube holds {bad} NaN or Inf value(s); replace them (e.g. by the mean of "
+            "their band, or mask those pixels out) before clustering"
+        )
     cube = np.ascontiguousarray(cube, dtype=np.float32)
     if gt is not None:
         gt = check_gt(cube, gt)

@@ -140,7 +140,8 @@ def to_nchw_unit(
     elif np.issubdtype(a.dtype, np.floating):
         out = a.astype(np.float32)
         if not np.isfinite(out).all():
-            raise ValueError(f"{name}: contains NaN or Inf values")
+            bad = int(np.count_nonzero(~np.isfinite(out)))
+            raise ValueError(f"{name}: contains {bad} NaN or Inf value(s); replace them before clustering")
         lo, hi = float(out.min()), float(out.max())
         if lo >= 0.0 and hi <= 1.0:
             note = "unchanged (already in [0, 1])"
@@ -216,8 +217,13 @@ def _read_images(
             with Image.open(io.BytesIO(data)) as img:
                 img.load()
                 a = _pil_to_array(img, size)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise ValueError(f"{f}: cannot read the image ({exc})") from exc
+        except UnidentifiedImageError as exc:
+            raise ValueError(
+                f"{f}: cannot read the image: Pillow does not recognise it (a corrupt or truncated "
+                "file, or not an image); remove or replace it"
+            ) from exc
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ValueError(f"{f}: cannot read the image ({exc}); remove or replace it") from exc
         if first_shape is None:
             first_shape, first_file = a.shape[1:], f
         elif a.shape[1:] != first_shape:
