@@ -22,13 +22,14 @@ def _run(argv, capsys):
 def test_run_kmeans_digits_writes_outputs(tmp_path, capsys):
     out = tmp_path / "run"
     code, stdout, _ = _run(["run", "kmeans", "--dataset", "digits", "--seed", "0", "--out", str(out),
-                            "--set", "n_init=3"], capsys)
+                            "--set", "n_init=3", "--set", "max_iter=100"], capsys)
     assert code == 0 and '"acc"' in stdout
     m = json.loads((out / "metrics.json").read_text())
     for key in ("method", "dataset", "preset", "seed", "n_samples", "n_clusters", "acc", "nmi", "ari",
                 "fit_seconds", "peak_rss_mb", "device", "torch_threads", "selection"):
         assert key in m, key
     assert m["n_samples"] == 1797 and m["n_clusters"] == 10 and m["params"]["n_init"] == 3
+    assert m["params"]["max_iter"] == 100  # repeated --set flags accumulate
     assert 0.6 < m["acc"] <= 1.0
     labels = np.load(out / "labels.npy")
     assert labels.shape == (1797,)
