@@ -148,6 +148,7 @@ def fit_loop(
     extra_state: Callable[[], dict] | None = None,
     load_extra_state: Callable[[dict], None] | None = None,
     clip_grad_norm: float | None = None,
+    manual_backward: bool = False,
     verbose: bool = False,
 ) -> History:
     """Run ``epochs`` epochs of ``step`` over ``batches(epoch)`` and return the history.
@@ -185,6 +186,10 @@ def fit_loop(
         one, in which case this stage is skipped).
     extra_state, load_extra_state
         Save/restore method state beyond the model and optimizer (centres, targets, ...).
+    manual_backward
+        When True, gradients are zeroed *before* ``step`` and ``step`` calls ``backward`` itself
+        (e.g. to accumulate a full-batch gradient over memory-bounded chunks); its ``"loss"``
+        entry is then only recorded. Default False: the loop back-propagates ``"loss"``.
     """
     history = history if history is not None else History()
     start_epoch = 0
@@ -243,6 +248,8 @@ def fit_loop(
         for batch in batches(epoch):
             if on_batch_start is not None:
                 on_batch_start(global_step)
+            if manual_backward:
+                optimizer.zero_grad(set_to_none=True)
             terms = step(batch)
             loss = terms["loss"]
             if not torch.isfinite(loss):
@@ -250,8 +257,9 @@ def fit_loop(
                     f"the {stage} loss became {loss.item()} at epoch {epoch}; "
                     "lower the learning rate or check the input scaling"
                 )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            if not manual_backward:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
             if clip_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
             optimizer.step()

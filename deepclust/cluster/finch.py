@@ -1,0 +1,366 @@
+"""FINCH: parameter-free clustering by first-neighbour relations (Sarfraz et al., CVPR 2019).
+
+The algorithm (SCDSC paper eq. 1; FINCH paper eq. 1):
+
+1. find the first (nearest, non-self) neighbour ``kappa_i`` of every point;
+2. link ``i`` and ``j`` when ``j = kappa_i``, ``kappa_j = i`` or ``kappa_i = kappa_j``; the
+   connected components of that graph are the clusters of this level. They are exactly the weakly
+   connected components of the directed 1-NN graph ``i -> kappa_i`` (sharing a first neighbour
+   means being linked through it), so only ``n`` edges are ever stored;
+3. replace every cluster by the mean of its points and repeat on the means;
+4. stop when a level merges at most one pair (or leaves one cluster); that level is dropped.
+
+Memory is O(n): the 1-NN search runs in row blocks (faiss ``IndexFlat`` or a blocked torch
+matmul), never an ``n x n`` matrix. The widely used implementation (``finch-clust``) builds the
+dense distance matrix (about 7 GB in float32 / 15 GB in float64 for 42,776 points).
+
+Compatibility with ``finch-clust`` (its exact mode, ``n <= ann_threshold``): with the same first
+neighbours the partitions are identical, including the label numbering (components are numbered
+by scipy's ``connected_components`` in both) and the stopping rule. Two notes:
+
+* ``ensure_early_exit`` in ``finch-clust`` zeroes the pruned edges of a CSR matrix, but scipy's
+  csgraph treats explicit zeros in a sparse matrix as edges, so with the installed scipy the
+  pruning has no effect. We therefore default to ``ensure_early_exit=False`` (same partitions) and
+  implement the pruning as the FINCH paper meant it when ``ensure_early_exit=True``: from level 1
+  on, links longer than the largest first-neighbour distance of level 0 are dropped.
+* ``req_clust`` follows FINCH's procedure: start from the last level with more than
+  ``req_clust`` clusters and merge the closest first-neighbour pair (its two shortest edges),
+  recomputing the neighbours of the means, until ``req_clust`` clusters remain.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from scipy.sparse import csgraph
+
+from deepclust.base import DeepClusterer
+
+__all__ = ["finch", "first_neighbors", "FINCH"]
+
+Metric = Literal["cosine", "euclidean"]
+
+#: Budget (bytes) of one block of the distance matrix in the blocked searches.
+_BLOCK_BYTES = 64 * 2**20
+
+
+def _check_metric(metric: str) -> None:
+    if metric not in ("cosine", "euclidean"):
+        raise ValueError(f"metric must be 'cosine' or 'euclidean', got {metric!r}")
+
+
+def first_neighbors(
+    X: np.ndarray,
+    *,
+    metric: Metric = "cosine",
+    backend: Literal["faiss", "torch"] = "torch",
+    block_rows: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Index and distance of every point's first (nearest non-self) neighbour.
+
+    Parameters
+    ----------
+    X : (n, d) array, n >= 2
+    metric : "cosine" (``1 - cos``) or "euclidean"
+    backend : "torch" or "faiss"
+        ``"torch"``: blocked exact matmul in ``X``'s precision (float64 stays float64); ties go
+        to the smallest index, as ``np.argmin`` on the dense matrix does. ``"faiss"``: blocked
+        ``IndexFlat`` search in float32 (faster on large float32 data; exact up to float32
+        rounding, ties in faiss's order).
+    block_rows : int, optional
+        Rows per block; by default chosen so that one block of distances takes ~64 MB.
+
+    Returns
+    -------
+    nn : (n,) int64 ; dist : (n,) float64
+    """
+    _check_metric(metric)
+    X = np.asarray(X)
+    n = X.shape[0]
+    if n < 2:
+        raise ValueError(f"first neighbours need at least 2 points, got {n}")
+    if block_rows is None:
+        block_rows = max(1, min(n, _BLOCK_BYTES // (8 * n)))
+    if backend == "faiss":
+        return _first_neighbors_faiss(X, metric, block_rows)
+    if backend != "torch":
+        raise ValueError(f"backend must be 'torch' or 'faiss', got {backend!r}")
+    dtype = torch.float64 if (X.dtype == np.float64 or metric == "euclidean") else torch.float32
+    Y = torch.from_numpy(np.ascontiguousarray(X)).to(dtype)
+    if metric == "cosine":
+        norms = Y.norm(dim=1, keepdim=True)
+        Y = Y / torch.where(norms > 0, norms, torch.ones_like(norms))
+    else:
+        sq = (Y * Y).sum(dim=1)  # (n,)
+    nn = np.empty(n, dtype=np.int64)
+    dist = np.empty(n, dtype=np.float64)
+    for start in range(0, n, block_rows):
+        stop = min(n, start + block_rows)
+        G = Y[start:stop] @ Y.T  # (b, n) — one block only
+        if metric == "cosine":
+            D = (1.0 - G).clamp_(0.0, 2.0)
+        else:
+            D = (sq[start:stop, None] - 2.0 * G + sq[None, :]).clamp_(min=0.0)
+        rows = torch.arange(stop - start)
+        D[rows, rows + start] = float("inf")
+        val, idx = D.min(dim=1)  # first index of the minimum
+        nn[start:stop] = idx.numpy()
+        dist[start:stop] = val.double().sqrt().numpy() if metric == "euclidean" else val.numpy()
+    return nn, dist
+
+
+def _first_neighbors_faiss(
+    X: np.ndarray, metric: str, block_rows: int
+) -> tuple[np.ndarray, np.ndarray]:
+    import faiss
+
+    Y = np.ascontiguousarray(X, dtype=np.float32)
+    if metric == "cosine":
+        norms = np.linalg.norm(Y, axis=1, keepdims=True)
+        Y = Y / np.where(norms > 0, norms, 1.0).astype(np.float32)
+        index = faiss.IndexFlatIP(Y.shape[1])
+    else:
+        index = faiss.IndexFlatL2(Y.shape[1])
+    index.add(Y)
+    n = Y.shape[0]
+    k = min(n, 4)  # self plus a few, to break ties by the smallest index like np.argmin
+    nn = np.empty(n, dtype=np.int64)
+    dist = np.empty(n, dtype=np.float64)
+    for start in range(0, n, block_rows):
+        stop = min(n, start + block_rows)
+        s, i = index.search(Y[start:stop], k)  # (b, k)
+        d = (
+            (1.0 - s.astype(np.float64)).clip(0.0, 2.0)
+            if metric == "cosine"
+            else np.sqrt(s.clip(0.0).astype(np.float64))
+        )
+        own = i == np.arange(start, stop)[:, None]
+        d[own | (i < 0)] = np.inf
+        # smallest distance, ties to the smallest index
+        dmin = d.min(axis=1)
+        cand = np.where(d == dmin[:, None], i, np.iinfo(np.int64).max)
+        nn[start:stop] = cand.min(axis=1)
+        dist[start:stop] = dmin
+    return nn, dist
+
+
+def _components(nn: np.ndarray, keep: np.ndarray | None = None) -> tuple[np.ndarray, int]:
+    """Weakly connected components of the 1-NN graph ``i -> nn[i]`` (edges where ``keep``)."""
+    n = nn.shape[0]
+    rows = np.arange(n)
+    cols = nn
+    if keep is not None:
+        rows, cols = rows[keep], cols[keep]
+    A = sp.csr_matrix((np.ones(rows.shape[0], dtype=np.float32), (rows, cols)), shape=(n, n))
+    k, labels = csgraph.connected_components(
+        A, directed=True, connection="weak", return_labels=True
+    )
+    return labels.astype(np.int64), int(k)
+
+
+def _group_means(X: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """(k, d) float64 mean of the rows of ``X`` in each group ``0..k-1`` (O(n d), no loops)."""
+    A = sp.csr_matrix((np.ones(X.shape[0]), (labels, np.arange(X.shape[0]))), shape=(k, X.shape[0]))
+    sums = np.asarray(A @ X.astype(np.float64, copy=False))
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    return sums / counts[:, None]
+
+
+def finch(
+    X: np.ndarray,
+    *,
+    metric: Metric = "cosine",
+    req_clust: int | None = None,
+    ensure_early_exit: bool = False,
+    backend: Literal["faiss", "torch"] = "torch",
+    max_levels: int | None = None,
+    block_rows: int | None = None,
+) -> tuple[list[np.ndarray], list[int], np.ndarray | None]:
+    """Every FINCH partition of ``X``.
+
+    Parameters
+    ----------
+    X : (n, d) array
+    metric : "cosine" (FINCH's recommendation) or "euclidean"
+    req_clust : int, optional
+        Also return a partition with this many clusters (FINCH's ``req_clust`` procedure).
+    ensure_early_exit : bool, default False
+        Drop links longer than level 0's largest first-neighbour distance from level 1 on (see
+        the module notes; ``finch-clust``'s version of this has no effect).
+    backend : "torch" (exact, default) or "faiss"
+        How the blocked 1-NN search runs, see :func:`first_neighbors`.
+    max_levels : int, optional
+        Stop after this many levels (e.g. 2 when only the second partition is needed).
+    block_rows : int, optional
+        Rows per block of the 1-NN search.
+
+    Returns
+    -------
+    partitions : list of (n,) int64 arrays, finest first
+    n_clusters : list of int, clusters per level
+    requested : (n,) int64 array or None
+    """
+    _check_metric(metric)
+    X = np.asarray(X)
+    if X.ndim != 2:
+        raise ValueError(f"X must be 2-D (n_samples, n_features), got shape {X.shape}")
+    n = X.shape[0]
+    if n < 2:
+        raise ValueError(f"FINCH needs at least 2 points, got {n}")
+    if not np.isfinite(X).all():
+        raise ValueError("X contains NaN or infinite values; remove or impute them first")
+    if req_clust is not None and (int(req_clust) < 1 or int(req_clust) > n):
+        raise ValueError(
+            f"req_clust must be between 1 and the number of points ({n}), got {req_clust}"
+        )
+    search = dict(metric=metric, backend=backend, block_rows=block_rows)
+
+    # level 0: first neighbours of the points themselves (eq. 1)
+    nn, dist = first_neighbors(X, **search)
+    labels, k = _components(nn)
+    min_sim = float(dist.max()) if ensure_early_exit else None
+    partitions = [labels]
+    counts = [k]
+    means = _group_means(X, labels, k)
+    while max_levels is None or len(partitions) < max_levels:
+        if k < 2:
+            break
+        nn, dist = first_neighbors(means, **search)
+        keep = dist <= min_sim if min_sim is not None else None
+        u, k_new = _components(nn, keep)
+        merged = k - k_new
+        if k_new == 1 or merged <= 1:  # FINCH drops this last level
+            break
+        labels = u[labels]
+        partitions.append(labels)
+        counts.append(k_new)
+        k = k_new
+        means = _group_means(X, labels, k)
+
+    requested = None
+    if req_clust is not None:
+        req_clust = int(req_clust)
+        if req_clust in counts:
+            requested = partitions[counts.index(req_clust)]
+        elif req_clust > counts[0]:
+            requested = partitions[0]
+        else:
+            start = max(i for i, c in enumerate(counts) if c >= req_clust)
+            requested = _merge_to(X, partitions[start], counts[start], req_clust, **search)
+    return partitions, counts, requested
+
+
+def _merge_to(X: np.ndarray, labels: np.ndarray, k: int, req: int, **search) -> np.ndarray:
+    """Merge the closest first-neighbour pair of cluster means until ``req`` clusters remain."""
+    # relabel densely in order of first label value (as np.unique does)
+    _, labels = np.unique(labels, return_inverse=True)
+    for _ in range(k - req):
+        kk = int(labels.max()) + 1
+        if kk <= 1:
+            break
+        means = _group_means(X, labels, kk)
+        nn, dist = first_neighbors(means, **search)
+        two = np.argsort(dist, kind="stable")[:2]  # the two shortest 1-NN edges
+        keep = np.zeros(kk, dtype=bool)
+        keep[two] = True
+        u, _ = _components(nn, keep)
+        labels = u[labels]
+    return labels
+
+
+class FINCH(DeepClusterer):
+    """FINCH clustering as an estimator.
+
+    Parameters
+    ----------
+    n_clusters : int, optional
+        When given, ``labels_`` is FINCH's ``req_clust`` partition with this many clusters;
+        otherwise the level chosen by ``level``.
+    level : int, default -1
+        Which partition is ``labels_`` when ``n_clusters`` is None (0 = finest, -1 = coarsest).
+    metric : "cosine" or "euclidean"
+    ensure_early_exit : bool, default False
+    backend : "torch" or "faiss"
+    random_state, device, verbose
+        Accepted for API symmetry (FINCH is deterministic and runs on the CPU).
+
+    Attributes
+    ----------
+    labels_ : (n,) int64
+    partitions_ : list of (n,) int64, every level, finest first
+    n_clusters_per_level_ : list of int
+    cluster_centers_ : (k, d) means of ``labels_``'s clusters (used by ``predict``)
+    """
+
+    input_kind = "vectors"
+
+    def __init__(
+        self,
+        n_clusters: int | None = None,
+        *,
+        level: int = -1,
+        metric: str = "cosine",
+        ensure_early_exit: bool = False,
+        backend: str = "torch",
+        random_state: int | None = None,
+        device: str = "cpu",
+        verbose: bool = False,
+    ):
+        self.n_clusters = n_clusters
+        self.level = level
+        self.metric = metric
+        self.ensure_early_exit = ensure_early_exit
+        self.backend = backend
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+
+    def fit(self, X, y=None, **fit_params):
+        """Run FINCH on ``X`` (n, d); ``y`` is ignored."""
+        self._req_clust = self.n_clusters
+        if self.n_clusters is None:
+            # base.fit checks n_clusters when the attribute exists; None means "no request"
+            n_clusters = self.__dict__.pop("n_clusters")
+            try:
+                return super().fit(X, y, **fit_params)
+            finally:
+                self.n_clusters = n_clusters
+        return super().fit(X, y, **fit_params)
+
+    def _fit(self, X: np.ndarray) -> None:
+        parts, counts, req = finch(
+            X,
+            metric=self.metric,
+            req_clust=self._req_clust,
+            ensure_early_exit=self.ensure_early_exit,
+            backend=self.backend,
+        )
+        self.partitions_ = parts
+        self.n_clusters_per_level_ = counts
+        if req is not None:
+            self.labels_ = np.unique(req, return_inverse=True)[1].astype(np.int64)
+            self.selection_ = f"FINCH req_clust={self._req_clust} partition (label-free)"
+        else:
+            try:
+                self.labels_ = parts[int(self.level)]
+            except IndexError:
+                raise ValueError(
+                    f"level={self.level} but FINCH produced {len(parts)} level(s); "
+                    f"use a level between {-len(parts)} and {len(parts) - 1}"
+                ) from None
+            self.selection_ = f"FINCH level {self.level} of {len(parts)} (label-free)"
+        k = int(self.labels_.max()) + 1
+        self.cluster_centers_ = _group_means(X, self.labels_, k).astype(np.float32)
+        self.diagnostics_ = {"n_clusters_per_level": [int(c) for c in counts], "n_found": k}
+
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        C = torch.from_numpy(self.cluster_centers_).double()
+        Y = torch.from_numpy(X).double()
+        if self.metric == "cosine":
+            C = torch.nn.functional.normalize(C, dim=1)
+            Y = torch.nn.functional.normalize(Y, dim=1)
+            return (Y @ C.T).argmax(dim=1).numpy().astype(np.int64)
+        return torch.cdist(Y, C).argmin(dim=1).numpy().astype(np.int64)

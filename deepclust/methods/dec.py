@@ -1,0 +1,373 @@
+"""DEC (Xie et al., 2016) and IDEC (Guo et al., 2017): deep embedded clustering.
+
+Both pretrain a d-500-500-2000-10 autoencoder on the reconstruction loss, initialise the cluster
+centres by k-means in the 10-D embedding, then alternate
+
+* every ``update_interval`` mini-batches: soft assignments ``Q`` of *all* samples (DEC eq. 1,
+  Student-t kernel), the sharpened target ``P`` (DEC eq. 3), the hard labels, and the stopping
+  test "share of labels changed since the last refresh < tol";
+* a mini-batch step on ``KL(P || Q)`` (DEC eq. 2).
+
+DEC trains the encoder and centres on the KL alone (the decoder is dropped). IDEC keeps the
+decoder and minimises ``L = L_r + gamma * L_c`` (IDEC eq. 7, gamma = 0.1), which preserves the
+local structure of the embedding.
+
+Choices the papers leave open, stated here:
+* Pretraining is end to end (Adam), as in the reference Keras code TDEC's authors used for their
+  DEC/IDEC numbers, not DEC's greedy layer-wise denoising stack.
+* ``L_r`` is the mean squared error per element (Keras ``mse``); ``L_c`` is the KL averaged over
+  the batch (Keras ``kld``).
+* The reported labels are those of a final forward pass after training (the last iterate; no
+  label-based selection).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from deepclust.base import DeepClusterer
+from deepclust.losses.dec import kl_divergence, student_t_assignment, target_distribution
+from deepclust.nn.dec_ae import DECAutoencoder
+from deepclust.training import History, fit_loop, minibatches
+
+__all__ = ["DEC", "IDEC"]
+
+
+class _DECModule(torch.nn.Module):
+    """Autoencoder plus the learnable cluster centres ``mu`` (K, latent_dim)."""
+
+    def __init__(self, ae: DECAutoencoder, n_clusters: int):
+        super().__init__()
+        self.ae = ae
+        self.centers = torch.nn.Parameter(torch.zeros(n_clusters, ae.latent_dim))
+
+    def forward(self, x: torch.Tensor, alpha: float = 1.0):
+        """(B, d) -> ``(z (B, m), x_rec (B, d), q (B, K))``."""
+        z, rec = self.ae(x)
+        return z, rec, student_t_assignment(z, self.centers, alpha)
+
+
+@torch.no_grad()
+def _embed(model: _DECModule, X: torch.Tensor, batch_size: int = 4096) -> torch.Tensor:
+    model.eval()
+    f = model.ae.forward_features
+    chunks = [f(X[i : i + batch_size]) for i in range(0, len(X), batch_size)]
+    out = torch.cat(chunks)
+    model.train()
+    return out
+
+
+def _kmeans(z: np.ndarray, n_clusters: int, n_init: int, seed: int) -> tuple[np.ndarray, ...]:
+    from sklearn.cluster import KMeans
+
+    km = KMeans(n_clusters=n_clusters, n_init=n_init, random_state=seed).fit(z)
+    return km.cluster_centers_.astype(np.float32), km.labels_.astype(np.int64)
+
+
+def _train_dec(
+    *,
+    X: torch.Tensor,
+    n_clusters: int,
+    hidden_dims: Sequence[int],
+    latent_dim: int,
+    alpha: float,
+    gamma: float | None,
+    pretrain_epochs: int,
+    pretrain_lr: float,
+    lr: float,
+    batch_size: int,
+    max_iter: int,
+    update_interval: int,
+    tol: float,
+    n_init: int,
+    seed: int,
+    generator: torch.Generator,
+    verbose: bool,
+) -> dict:
+    """Pretrain, k-means-initialise and train DEC (``gamma=None``) or IDEC (``gamma`` = weight).
+
+    Returns a dict with the model, labels, centres, history and convergence diagnostics.
+    """
+    n, d = X.shape
+    device = X.device
+    # Weights are initialised from the seed without touching the caller's global RNG state.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = _DECModule(DECAutoencoder(d, hidden_dims, latent_dim), n_clusters).to(device)
+    history = History()
+
+    # -- stage 1: autoencoder pretraining on the reconstruction loss ------------------------
+    def rec_step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = X[idx.to(device)]
+        _, rec = model.ae(x)
+        loss = torch.nn.functional.mse_loss(rec, x)
+        return {"loss": loss, "rec": loss}
+
+    if pretrain_epochs > 0:
+        opt = torch.optim.Adam(model.ae.parameters(), lr=pretrain_lr)
+        fit_loop(
+            model=model, optimizer=opt, step=rec_step, epochs=pretrain_epochs, stage="pretrain",
+            batches=lambda e: minibatches(n, batch_size, generator=generator), history=history,
+            generator=generator, verbose=verbose,
+        )
+
+    # -- stage 2: k-means initialisation of the centres in the embedding --------------------
+    z0 = _embed(model, X).cpu().numpy()
+    centers, labels0 = _kmeans(z0, n_clusters, n_init, seed)
+    with torch.no_grad():
+        model.centers.copy_(torch.from_numpy(centers).to(device))
+
+    # -- stage 3: self-training on KL(P || Q) with periodic target refresh ------------------
+    state: dict = {"p": None, "labels": labels0, "step": 0, "n_refresh": 0, "delta": 1.0,
+                   "converged": False}
+
+    def refresh() -> None:
+        """Q over all samples (DEC eq. 1), P (DEC eq. 3), labels, label-change stop test."""
+        with torch.no_grad():
+            q = student_t_assignment(_embed(model, X), model.centers, alpha)
+            state["p"] = target_distribution(q)  # f_j over the whole data set
+            labels = q.argmax(1).cpu().numpy()
+        if state["n_refresh"] > 0:
+            state["delta"] = float(np.mean(labels != state["labels"]))
+            if state["delta"] < tol:
+                state["converged"] = True
+        state["labels"] = labels
+        state["n_refresh"] += 1
+
+    def batches(epoch: int) -> Iterator[torch.Tensor]:
+        # The refresh happens here, *before* the batch is handed to the loop, so a converged
+        # model takes no further step (as in DEC: check, then train).
+        for idx in minibatches(n, batch_size, generator=generator):
+            if state["step"] >= max_iter:
+                return
+            if state["step"] % update_interval == 0:
+                refresh()
+                if state["converged"]:
+                    return
+            state["step"] += 1
+            yield idx
+
+    def clu_step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        idx = idx.to(device)
+        x = X[idx]
+        z, rec, q = model(x, alpha)
+        kl = kl_divergence(state["p"][idx], q)  # DEC eq. 2
+        if gamma is None:  # DEC: clustering loss only
+            return {"loss": kl, "kl": kl}
+        rec_loss = torch.nn.functional.mse_loss(rec, x)
+        return {"loss": rec_loss + gamma * kl, "kl": kl, "rec": rec_loss}  # IDEC eq. 7
+
+    if gamma is None:
+        params = list(model.ae.encoder.parameters()) + [model.centers]
+    else:
+        params = list(model.parameters())
+    opt = torch.optim.Adam(params, lr=lr)
+    n_batches = math.ceil(n / batch_size)
+    epochs = max(1, math.ceil(max_iter / n_batches) + 1)
+    fit_loop(
+        model=model, optimizer=opt, step=clu_step, epochs=epochs, stage="cluster",
+        batches=batches, history=history, generator=generator, verbose=verbose,
+        on_epoch_end=lambda e, m: state["converged"] or state["step"] >= max_iter,
+    )
+
+    with torch.no_grad():
+        z = _embed(model, X)
+        q = student_t_assignment(z, model.centers, alpha)
+    return {
+        "model": model,
+        "labels": q.argmax(1).cpu().numpy().astype(np.int64),
+        "embedding": z.cpu().numpy(),
+        "centers": model.centers.detach().cpu().numpy(),
+        "history": history,
+        "n_iter": state["step"],
+        "converged": state["converged"],
+        "delta_label": state["delta"],
+        "kmeans_labels": labels0,
+    }
+
+
+class DEC(DeepClusterer):
+    """Deep Embedded Clustering (Xie, Girshick & Farhadi, ICML 2016).
+
+    Parameters
+    ----------
+    n_clusters : int
+        Number of clusters K.
+    hidden_dims : tuple of int, default (500, 500, 2000)
+        Encoder hidden sizes (the decoder mirrors them).
+    latent_dim : int, default 10
+        Embedding size.
+    alpha : float, default 1.0
+        Degrees of freedom of the Student-t kernel.
+    pretrain_epochs : int, default 200
+        Autoencoder pretraining epochs.
+    pretrain_lr, lr : float, default 1e-3
+        Adam learning rates of pretraining and of the clustering stage.
+    batch_size : int, default 256
+    max_iter : int, default 20000
+        Maximum number of mini-batch updates of the clustering stage.
+    update_interval : int, default 140
+        Refresh the target distribution every this many mini-batches.
+    tol : float, default 1e-3
+        Stop when fewer than this share of labels changed between two refreshes.
+    n_init : int, default 20
+        k-means restarts for the centre initialisation (lowest inertia kept).
+    random_state : int or None
+    device : str, default "auto"
+    verbose : bool, default False
+
+    Attributes
+    ----------
+    labels_ : ndarray (n_samples,)
+    cluster_centers_ : ndarray (K, latent_dim)
+        Centres in the embedding.
+    embedding_ : ndarray (n_samples, latent_dim)
+    history_, model_, selection_, diagnostics_, extra_labels_ (``{"kmeans": ...}`` at init)
+    """
+
+    input_kind = "vectors"
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        hidden_dims: tuple[int, ...] = (500, 500, 2000),
+        latent_dim: int = 10,
+        alpha: float = 1.0,
+        pretrain_epochs: int = 200,
+        pretrain_lr: float = 1e-3,
+        lr: float = 1e-3,
+        batch_size: int = 256,
+        max_iter: int = 20000,
+        update_interval: int = 140,
+        tol: float = 1e-3,
+        n_init: int = 20,
+        random_state: int | None = None,
+        device: str = "auto",
+        verbose: bool = False,
+    ):
+        self.n_clusters = n_clusters
+        self.hidden_dims = hidden_dims
+        self.latent_dim = latent_dim
+        self.alpha = alpha
+        self.pretrain_epochs = pretrain_epochs
+        self.pretrain_lr = pretrain_lr
+        self.lr = lr
+        self.batch_size = batch_size
+        self.max_iter = max_iter
+        self.update_interval = update_interval
+        self.tol = tol
+        self.n_init = n_init
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+
+    def _check_params(self) -> None:
+        for name in ("latent_dim", "batch_size", "update_interval", "n_init"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        for name in ("pretrain_epochs", "max_iter"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or v < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
+        for name in ("alpha", "pretrain_lr", "lr"):
+            if not float(getattr(self, name)) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        if not 0 <= float(self.tol) < 1:
+            raise ValueError(f"tol must be in [0, 1), got {self.tol!r}")
+        if any(int(h) < 1 for h in self.hidden_dims):
+            raise ValueError(f"hidden_dims must be positive sizes, got {self.hidden_dims!r}")
+
+    def _gamma_value(self) -> float | None:
+        return None
+
+    def _fit(self, X: np.ndarray) -> None:
+        self._check_params()
+        Xt = torch.from_numpy(X).to(self.device_)
+        out = _train_dec(
+            X=Xt, n_clusters=int(self.n_clusters), hidden_dims=tuple(self.hidden_dims),
+            latent_dim=int(self.latent_dim), alpha=float(self.alpha), gamma=self._gamma_value(),
+            pretrain_epochs=int(self.pretrain_epochs), pretrain_lr=float(self.pretrain_lr),
+            lr=float(self.lr), batch_size=int(self.batch_size), max_iter=int(self.max_iter),
+            update_interval=int(self.update_interval), tol=float(self.tol),
+            n_init=int(self.n_init), seed=int(self.seed_), generator=self._torch_gen,
+            verbose=bool(self.verbose),
+        )
+        self.model_ = out["model"].cpu()
+        self.labels_ = out["labels"]
+        self.cluster_centers_ = out["centers"]
+        self.embedding_ = out["embedding"]
+        self.history_ = out["history"]
+        self.extra_labels_ = {"kmeans": out["kmeans_labels"]}
+        self.n_iter_ = int(out["n_iter"])
+        stop = (
+            f"label change {out['delta_label']:.4g} < tol={self.tol}" if out["converged"]
+            else f"max_iter={self.max_iter} reached"
+        )
+        self.selection_ = f"last iterate ({stop}; label-free)"
+        self.diagnostics_ = {
+            "n_iter": self.n_iter_, "converged": bool(out["converged"]),
+            "final_delta_label": float(out["delta_label"]),
+        }
+
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        model = self.model_.to(self.device_)
+        with torch.no_grad():
+            z = _embed(model, torch.from_numpy(X).to(self.device_))
+            q = student_t_assignment(z, model.centers, float(self.alpha))
+        self.model_ = model.cpu()
+        return q.argmax(1).cpu().numpy().astype(np.int64)
+
+
+class IDEC(DEC):
+    """Improved DEC (Guo, Gao, Liu & Yin, IJCAI 2017): DEC plus the autoencoder's reconstruction.
+
+    Minimises ``L = L_r + gamma * L_c`` (IDEC eq. 7) with ``gamma = 0.1`` as in the paper, so the
+    decoder keeps training and the embedding keeps the local structure. All other parameters
+    are those of :class:`DEC`.
+
+    Parameters
+    ----------
+    gamma : float, default 0.1
+        Weight of the clustering (KL) loss relative to the reconstruction loss.
+    """
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        gamma: float = 0.1,
+        hidden_dims: tuple[int, ...] = (500, 500, 2000),
+        latent_dim: int = 10,
+        alpha: float = 1.0,
+        pretrain_epochs: int = 200,
+        pretrain_lr: float = 1e-3,
+        lr: float = 1e-3,
+        batch_size: int = 256,
+        max_iter: int = 20000,
+        update_interval: int = 140,
+        tol: float = 1e-3,
+        n_init: int = 20,
+        random_state: int | None = None,
+        device: str = "auto",
+        verbose: bool = False,
+    ):
+        super().__init__(
+            n_clusters, hidden_dims=hidden_dims, latent_dim=latent_dim, alpha=alpha,
+            pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr, lr=lr,
+            batch_size=batch_size, max_iter=max_iter, update_interval=update_interval, tol=tol,
+            n_init=n_init, random_state=random_state, device=device, verbose=verbose,
+        )
+        self.gamma = gamma
+
+    def _gamma_value(self) -> float | None:
+        if not float(self.gamma) > 0:
+            raise ValueError(
+                f"gamma must be > 0 (the weight of the clustering loss), got {self.gamma!r}"
+            )
+        return float(self.gamma)

@@ -1,0 +1,606 @@
+"""SCDSC: scalable context-preserving model-aware deep clustering of hyperspectral scenes.
+
+Li, Nadisic, Huang, Deligiannis, Pizurica (paper ``000_2a1b3e70c0180514``). Equation map:
+
+* eq. 3  soft assignment ``S``            -> :func:`deepclust.losses.subspace.subspace_affinity`
+* eq. 4  basis dissimilarity ``phi(D)``   -> :func:`deepclust.losses.subspace.basis_constraint`
+* eqs. 1 (FINCH) mini-clusters            -> :func:`minicluster_index` (-> ``cluster.finch``)
+* eqs. 7-10 mini-cluster KL ``L_NL``      -> :func:`deepclust.losses.minicluster.minicluster_kl`
+* eqs. 11-12 local KL ``L_L``             -> :func:`deepclust.losses.spatial.spatial_kl`
+* eq. 13 reconstruction ``L_R``           -> ``F.mse_loss`` in :func:`_train_scdsc` (see note)
+* eq. 17 total loss                       -> ``_scdsc_terms`` in :func:`_train_scdsc`
+* Algorithm 1 (FINCH, pretrain, k-means + SVD, joint training) -> :meth:`SCDSC._fit`
+
+Choices where the paper is silent or ambiguous (each is marked in the code):
+
+* ``L_R``: mean squared error per entry (eq. 13 sums over each patch's 392 entries and halves;
+  with entry-averaged KL terms that would make the reconstruction dominate by ~200x).
+* Every KL is averaged over all its entries (``n*k``; ``l*k`` for mini-clusters), as the
+  authors' code does, so the paper's ``beta_1``, ``beta_2`` carry over.
+* ``nonlocal_=False`` (Baseline and L rows of Table 5) uses EDESC's pixel-level
+  ``KL(P || S)`` in place of the mini-cluster KL: the baseline is the basis model of [18], which
+  is exactly the mini-cluster loss with every pixel its own mini-cluster.
+* The reported epoch: the one with the largest share of pixels whose max ``s`` exceeds 0.9
+  (label-free, the authors' rule); the first such epoch wins ties. When no epoch has a single
+  pixel above 0.9 the rule cannot rank epochs and the last epoch is reported (said in
+  ``selection_``). ``selection="last"`` reports the last epoch; both label sets are kept.
+* ``chunk_size``: the paper trains full-batch. With ``chunk_size`` set, the same full-batch
+  gradient is accumulated over chunks (two passes: a no-grad pass gives ``S`` for the
+  scene-wide targets, then each chunk back-propagates its share), so memory is bounded; the only
+  difference is that BatchNorm sees per-chunk statistics.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+from typing import Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from deepclust.base import DeepClusterer, check_n_clusters
+from deepclust.cluster.finch import finch
+from deepclust.losses.dec import kl_divergence, target_distribution
+from deepclust.losses.minicluster import minicluster_kl
+from deepclust.losses.spatial import check_window, spatial_kl
+from deepclust.methods.edesc import (
+    BasisClusteringNet,
+    encode_all,
+    init_bases,
+    kmeans_codes,
+    pretrain_autoencoder,
+    seeded_init,
+)
+from deepclust.nn.conv_ae import ConvPatchAutoencoder
+from deepclust.training import History, fit_loop
+
+__all__ = [
+    "SCDSC",
+    "ScenePreprocessor",
+    "extract_patches",
+    "patch_pca_features",
+    "minicluster_index",
+    "confident_share",
+    "select_epoch",
+]
+
+
+# --------------------------------------------------------------------------------------------
+# preprocessing
+# --------------------------------------------------------------------------------------------
+def check_mask(mask, shape: tuple[int, int]) -> np.ndarray:
+    """A boolean (H, W) mask selecting at least one pixel, or a clear error."""
+    if mask is None:
+        return np.ones(shape, dtype=bool)
+    m = np.asarray(mask)
+    if m.shape != shape:
+        raise ValueError(
+            f"mask has shape {m.shape} but the cube is {shape[0]}x{shape[1]} pixels; "
+            "pass a (H, W) mask with the cube's first two dimensions"
+        )
+    if m.dtype != bool:
+        if not np.issubdtype(m.dtype, np.number):
+            raise TypeError(f"mask must be boolean or 0/1 numbers, got dtype {m.dtype}")
+        m = m != 0
+    if not m.any():
+        raise ValueError("the mask selects no pixel; pass a mask with at least one True entry")
+    return m
+
+
+def extract_patches(cube: np.ndarray, rows: np.ndarray, cols: np.ndarray, patch: int) -> np.ndarray:
+    """(N, C, patch, patch) patches of a (H, W, C) cube centred on the given pixels.
+
+    Borders use reflect padding (as the authors do); ``patch`` must be odd.
+    """
+    if patch % 2 == 0 or patch < 1:
+        raise ValueError(f"patch size must be an odd integer >= 1, got {patch}")
+    r = patch // 2
+    H, W, _ = cube.shape
+    mode = "reflect" if min(H, W) > r else "symmetric"
+    padded = np.pad(cube, ((r, r), (r, r), (0, 0)), mode=mode)
+    win = np.lib.stride_tricks.sliding_window_view(padded, (patch, patch), axis=(0, 1))
+    return np.ascontiguousarray(win[rows, cols])  # (N, C, patch, patch)
+
+
+class ScenePreprocessor:
+    """Band standardisation over all pixels + PCA to ``n_components`` (fitted once, reusable)."""
+
+    def __init__(self, n_components: int = 8):
+        self.n_components = int(n_components)
+
+    def fit(self, cube: np.ndarray) -> ScenePreprocessor:
+        X = cube.reshape(-1, cube.shape[-1]).astype(np.float64)
+        if self.n_components > X.shape[1]:
+            raise ValueError(
+                f"n_components={self.n_components} exceeds the number of bands ({X.shape[1]})"
+            )
+        self.mean_ = X.mean(0)
+        std = X.std(0)
+        self.scale_ = np.where(std > 0, std, 1.0)
+        Xs = (X - self.mean_) / self.scale_
+        cov = Xs.T @ Xs / max(1, Xs.shape[0] - 1)
+        vals, vecs = np.linalg.eigh(cov)
+        order = np.argsort(vals)[::-1][: self.n_components]
+        self.components_ = vecs[:, order]  # (B, C)
+        self.pca_mean_ = Xs.mean(0)
+        return self
+
+    def transform(self, cube: np.ndarray) -> np.ndarray:
+        """(H, W, B) -> (H, W, C) float32."""
+        H, W, B = cube.shape
+        X = (cube.reshape(-1, B).astype(np.float64) - self.mean_) / self.scale_
+        return ((X - self.pca_mean_) @ self.components_).astype(np.float32).reshape(H, W, -1)
+
+
+def patch_pca_features(
+    cube: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    *,
+    patch: int = 17,
+    n_components: int = 300,
+    chunk: int = 4096,
+) -> np.ndarray:
+    """FINCH input: patches -> standardise per feature -> PCA -> L2-normalise; (N, n_components).
+
+    Computed in two passes over chunks of patches (feature sums and the Gram matrix, then the
+    projection), so the (N, patch*patch*C) patch matrix is never held: memory is
+    O(N * n_components + (patch^2 C)^2).
+    """
+    n = rows.shape[0]
+    p = patch * patch * cube.shape[-1]
+    n_components = min(int(n_components), p, n)
+    s1 = np.zeros(p)
+    s2 = np.zeros((p, p))
+    for a in range(0, n, chunk):
+        P = extract_patches(cube, rows[a : a + chunk], cols[a : a + chunk], patch).reshape(-1, p)
+        P = P.astype(np.float64)
+        s1 += P.sum(0)
+        s2 += P.T @ P
+    mean = s1 / n
+    cov = s2 / n - np.outer(mean, mean)  # covariance of the raw features
+    std = np.sqrt(np.clip(np.diag(cov), 0, None))
+    std = np.where(std > 0, std, 1.0)
+    corr = cov / np.outer(std, std)  # covariance of the standardised features
+    vals, vecs = np.linalg.eigh(corr)
+    W = vecs[:, np.argsort(vals)[::-1][:n_components]]  # (p, n_components)
+    out = np.empty((n, n_components), dtype=np.float32)
+    for a in range(0, n, chunk):
+        P = extract_patches(cube, rows[a : a + chunk], cols[a : a + chunk], patch).reshape(-1, p)
+        out[a : a + chunk] = ((P - mean) / std) @ W
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.where(norms > 0, norms, 1.0)
+
+
+def minicluster_index(
+    features: np.ndarray, *, level: int = 1, backend: str = "torch"
+) -> tuple[np.ndarray, dict]:
+    """Mini-cluster index (N,) from FINCH (cosine) on ``features``; ``level`` 1 = the partition
+    after FINCH's second iteration (section 4.4.1). Falls back to the coarsest available level
+    with a warning when FINCH stops earlier."""
+    parts, counts, _ = finch(features, metric="cosine", max_levels=level + 1, backend=backend)
+    used = min(level, len(parts) - 1)
+    if used != level:
+        warnings.warn(
+            f"FINCH produced only {len(parts)} level(s); using level {used} for the mini-clusters",
+            stacklevel=2,
+        )
+    return parts[used], {"finch_levels": [int(c) for c in counts], "finch_level_used": used}
+
+
+# --------------------------------------------------------------------------------------------
+# the label-free epoch rule
+# --------------------------------------------------------------------------------------------
+def confident_share(s: torch.Tensor, threshold: float = 0.9) -> float:
+    """Share of rows of ``s`` (N, k) whose largest entry exceeds ``threshold``."""
+    return float((s.max(dim=1).values > threshold).float().mean())
+
+
+def select_epoch(shares: list[float]) -> int:
+    """Index of the epoch with the largest confident share (first one on ties)."""
+    if not shares:
+        raise ValueError("no epoch to select from")
+    return int(np.argmax(np.asarray(shares)))
+
+
+# --------------------------------------------------------------------------------------------
+# training
+# --------------------------------------------------------------------------------------------
+def _train_scdsc(
+    *,
+    net: BasisClusteringNet,
+    X: torch.Tensor,
+    flat_index: torch.Tensor,
+    mask: torch.Tensor,
+    mini_index: torch.Tensor | None,
+    local: bool,
+    window: int,
+    beta: float,
+    beta1: float,
+    beta2: float,
+    epochs: int,
+    lr: float,
+    chunk_size: int | None,
+    threshold: float,
+    generator: torch.Generator,
+    history: History,
+    verbose: bool,
+) -> dict:
+    """Joint training (eq. 17), full batch; returns the selected/last states and labels."""
+    n = X.shape[0]
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    n_mini = int(mini_index.max()) + 1 if mini_index is not None else None
+    chunk = n if chunk_size is None else max(1, min(int(chunk_size), n))
+    track: dict = {"shares": [], "best": -1.0}
+
+    def cluster_terms(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if mini_index is not None:  # eqs. 7-9, averaged over l*k entries
+            nl = minicluster_kl(s, mini_index, n_mini, reduction="mean")
+        else:  # Baseline: EDESC's pixel-level KL (every pixel its own mini-cluster)
+            nl = kl_divergence(target_distribution(s), s, reduction="mean")
+        if local:  # eqs. 11-12, averaged over n*k entries
+            loc = spatial_kl(s, flat_index, mask, window, reduction="mean")
+        else:
+            loc = torch.zeros((), device=s.device)
+        return nl, loc
+
+    def record(s: torch.Tensor) -> None:
+        share = confident_share(s, threshold)
+        track["shares"].append(share)
+        track["last_labels"] = s.argmax(dim=1).cpu().numpy().astype(np.int64)
+        if share > track["best"]:  # parameters as they produced this s (before the update)
+            track["best"] = share
+            track["best_epoch"] = len(track["shares"]) - 1
+            track["best_labels"] = track["last_labels"]
+            track["best_state"] = copy.deepcopy(net.state_dict())
+
+    def step(_batch) -> dict[str, torch.Tensor]:
+        between, unit = net.basis_terms()
+        basis = beta * (between + unit)  # eq. 4 terms, weight beta = 1e-3 each
+        if chunk >= n:  # faithful full-batch step
+            z, x_hat, s = net(X)
+            rec = F.mse_loss(x_hat, X)  # eq. 13 (entry mean, see module notes)
+            nl, loc = cluster_terms(s)
+            total = rec + basis + beta1 * nl + beta2 * loc  # eq. 17
+            total.backward()
+            s_all = s.detach()
+        else:  # the same gradient accumulated over chunks
+            with torch.no_grad():
+                s_all = torch.cat([net(X[a : a + chunk])[2] for a in range(0, n, chunk)])
+            s_leaf = s_all.clone().requires_grad_(True)
+            nl, loc = cluster_terms(s_leaf)
+            (beta1 * nl + beta2 * loc).backward()
+            g = s_leaf.grad  # d(beta1 L_NL + beta2 L_L) / dS, (N, k)
+            rec_sum = torch.zeros((), device=X.device)
+            for a in range(0, n, chunk):
+                xc = X[a : a + chunk]
+                _, x_hat, s_c = net(xc)
+                rec_c = F.mse_loss(x_hat, xc, reduction="sum") / X.numel()
+                (rec_c + (g[a : a + chunk] * s_c).sum()).backward()
+                rec_sum = rec_sum + rec_c.detach()
+            basis.backward()
+            rec = rec_sum
+            total = rec + basis.detach() + beta1 * nl.detach() + beta2 * loc.detach()
+        record(s_all)
+        return {
+            "loss": total.detach(),
+            "rec": rec.detach(),
+            "basis_between": between.detach(),
+            "basis_unit": unit.detach(),
+            "nonlocal": nl.detach(),
+            "local": loc.detach(),
+            "confident_share": torch.tensor(track["shares"][-1]),
+        }
+
+    fit_loop(
+        model=net,
+        optimizer=opt,
+        step=step,
+        epochs=epochs,
+        stage="train",
+        history=history,
+        batches=lambda e: [None],
+        generator=generator,
+        manual_backward=True,
+        verbose=verbose,
+    )
+    return track
+
+
+# --------------------------------------------------------------------------------------------
+# the estimator
+# --------------------------------------------------------------------------------------------
+class SCDSC(DeepClusterer):
+    """SCDSC on a hyperspectral cube ``(H, W, B)`` and an optional mask of pixels to cluster.
+
+    ``fit(cube, mask=None)``; ``labels_`` holds one label per masked pixel in row-major order.
+    ``predict(cube, mask=None)`` labels any pixels (default: all), ``predict_scene(cube=None)``
+    returns the full (H, W) land-cover map.
+
+    Parameters
+    ----------
+    n_clusters : int
+    local : bool, default True
+        Use the local (spatial smoothing) loss, eqs. 11-12.
+    nonlocal_ : bool, default True
+        Use the mini-cluster loss, eqs. 7-9; False uses EDESC's pixel-level KL (Baseline).
+    beta, beta1, beta2 : float
+        Weights of eq. 17 (basis terms 1e-3; ``L_NL`` 3; ``L_L`` dataset-dependent).
+    window : int, default 7
+        Side of the smoothing window (odd).
+    lr, epochs : joint training (Adam, full batch).
+    pretrain_epochs, pretrain_lr, pretrain_batch_size : autoencoder pretraining (MSE, Adam).
+    n_components, patch, channels : PCA components, patch side, conv channels of the AE.
+    finch_patch, finch_pca, finch_level : mini-cluster features and FINCH level (1 = after the
+        second iteration).
+    n_subspace_dims, eta : basis vectors per subspace (5) and the affinity constant (5).
+    kmeans_n_init : int, default 30
+    kmeans_backend : {"sklearn", "faiss"}
+    threshold : float, default 0.9
+        Confidence level of the label-free epoch rule.
+    selection : {"confident", "last"}
+    chunk_size : int or None
+        None trains full-batch exactly; an int bounds memory (see module notes).
+    finch_backend : {"torch", "faiss"}
+    random_state, device, verbose
+
+    Attributes
+    ----------
+    labels_, labels_last_, extra_labels_, model_, history_, selection_, diagnostics_,
+    mini_clusters_, init_labels_
+    """
+
+    input_kind = "scene"
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        local: bool = True,
+        nonlocal_: bool = True,
+        beta: float = 1e-3,
+        beta1: float = 3.0,
+        beta2: float = 7.0,
+        window: int = 7,
+        lr: float = 5e-3,
+        epochs: int = 400,
+        pretrain_epochs: int = 50,
+        pretrain_lr: float = 1e-3,
+        pretrain_batch_size: int = 4096,
+        n_components: int = 8,
+        patch: int = 7,
+        channels: int = 32,
+        finch_patch: int = 17,
+        finch_pca: int = 300,
+        finch_level: int = 1,
+        n_subspace_dims: int = 5,
+        eta: float = 5.0,
+        kmeans_n_init: int = 30,
+        kmeans_backend: str = "sklearn",
+        threshold: float = 0.9,
+        selection: Literal["confident", "last"] = "confident",
+        chunk_size: int | None = None,
+        finch_backend: str = "torch",
+        random_state: int | None = None,
+        device: str = "auto",
+        verbose: bool = False,
+    ):
+        self.n_clusters = n_clusters
+        self.local = local
+        self.nonlocal_ = nonlocal_
+        self.beta = beta
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.window = window
+        self.lr = lr
+        self.epochs = epochs
+        self.pretrain_epochs = pretrain_epochs
+        self.pretrain_lr = pretrain_lr
+        self.pretrain_batch_size = pretrain_batch_size
+        self.n_components = n_components
+        self.patch = patch
+        self.channels = channels
+        self.finch_patch = finch_patch
+        self.finch_pca = finch_pca
+        self.finch_level = finch_level
+        self.n_subspace_dims = n_subspace_dims
+        self.eta = eta
+        self.kmeans_n_init = kmeans_n_init
+        self.kmeans_backend = kmeans_backend
+        self.threshold = threshold
+        self.selection = selection
+        self.chunk_size = chunk_size
+        self.finch_backend = finch_backend
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+
+    # -- validation ------------------------------------------------------------------------
+    def fit(self, X, y=None, mask=None):
+        """Cluster the masked pixels of the cube ``X`` (H, W, B); ``y`` is ignored."""
+        cube = np.asarray(X) if not isinstance(X, torch.Tensor) else X.detach().cpu().numpy()
+        if cube.ndim == 3 and np.issubdtype(cube.dtype, np.floating):
+            bad = ~np.isfinite(cube).reshape(-1, cube.shape[-1]).all(axis=0)
+            if bad.any():
+                bands = np.flatnonzero(bad).tolist()[:10]
+                raise ValueError(
+                    f"the cube has NaN or infinite values in band(s) {bands}; "
+                    "drop those bands (e.g. cube[..., good_bands]) or impute them before clustering"
+                )
+        if cube.ndim == 3:
+            m = check_mask(mask, cube.shape[:2])
+            check_n_clusters(self.n_clusters, int(m.sum()))
+            check_window(int(self.window), cube.shape[:2])
+            mask = m
+        if self.selection not in ("confident", "last"):
+            raise ValueError(f"selection must be 'confident' or 'last', got {self.selection!r}")
+        return super().fit(X, y, mask=mask)
+
+    # -- training --------------------------------------------------------------------------
+    def _fit(self, X: np.ndarray, mask: np.ndarray | None = None) -> None:
+        H, W, _ = X.shape
+        mask = check_mask(mask, (H, W))
+        k, d = int(self.n_clusters), int(self.n_subspace_dims)
+        window = check_window(int(self.window), (H, W))
+        if int(self.epochs) < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        rows, cols = np.nonzero(mask)  # row-major order
+        timings: dict[str, float] = {}
+        dev = self.device_
+
+        t0 = time.perf_counter()
+        self.preprocessor_ = ScenePreprocessor(int(self.n_components)).fit(X)
+        pca_cube = self.preprocessor_.transform(X)  # (H, W, C)
+        patches = extract_patches(pca_cube, rows, cols, int(self.patch))  # (N, C, P, P)
+        flat = patches.reshape(patches.shape[0], -1)
+        self.patch_mean_ = flat.mean(0)
+        std = flat.std(0)
+        self.patch_scale_ = np.where(std > 0, std, 1.0).astype(np.float32)
+        patches = (
+            (patches - self.patch_mean_.reshape(patches.shape[1:]))
+            / self.patch_scale_.reshape(patches.shape[1:])
+        ).astype(np.float32)
+        timings["preprocess_seconds"] = time.perf_counter() - t0
+
+        # Step 1: mini-clusters (FINCH) — only when the non-local loss is used
+        mini = None
+        diag: dict = {}
+        if self.nonlocal_:
+            t0 = time.perf_counter()
+            feats = patch_pca_features(
+                pca_cube, rows, cols, patch=int(self.finch_patch), n_components=int(self.finch_pca)
+            )
+            mini, info = minicluster_index(
+                feats, level=int(self.finch_level), backend=self.finch_backend
+            )
+            del feats
+            diag.update(info)
+            diag["n_mini_clusters"] = int(mini.max()) + 1
+            timings["finch_seconds"] = time.perf_counter() - t0
+            self.mini_clusters_ = mini
+
+        # Step 2: pretraining
+        t0 = time.perf_counter()
+        Xt = torch.from_numpy(patches).to(dev)
+        with seeded_init(self.seed_):
+            ae = ConvPatchAutoencoder(
+                patches.shape[1], int(self.patch), channels=int(self.channels)
+            )
+        net = BasisClusteringNet(ae, n_clusters=k, d=d, eta=float(self.eta)).to(dev)
+        history = History()
+        pretrain_autoencoder(
+            ae=ae,
+            X=Xt,
+            epochs=int(self.pretrain_epochs),
+            batch_size=int(self.pretrain_batch_size),
+            lr=float(self.pretrain_lr),
+            generator=self._torch_gen,
+            device=dev,
+            history=history,
+            verbose=self.verbose,
+        )
+        timings["pretrain_seconds"] = time.perf_counter() - t0
+
+        # Step 3: k-means on the codes, bases by SVD
+        t0 = time.perf_counter()
+        z = encode_all(ae, Xt, batch_size=8192, device=dev)
+        init_labels, _ = kmeans_codes(
+            z, k, n_init=int(self.kmeans_n_init), seed=self.seed_, backend=self.kmeans_backend
+        )
+        with torch.no_grad():
+            net.D.copy_(torch.from_numpy(init_bases(z, init_labels, k, d, rng=self._rng)))
+        del z
+        self.init_labels_ = init_labels
+        timings["init_seconds"] = time.perf_counter() - t0
+
+        # Step 4: joint training (eq. 17)
+        t0 = time.perf_counter()
+        flat_index = torch.from_numpy(rows * W + cols).to(dev)
+        track = _train_scdsc(
+            net=net,
+            X=Xt,
+            flat_index=flat_index,
+            mask=torch.from_numpy(mask).to(dev),
+            mini_index=torch.from_numpy(mini).to(dev) if mini is not None else None,
+            local=bool(self.local),
+            window=window,
+            beta=float(self.beta),
+            beta1=float(self.beta1),
+            beta2=float(self.beta2),
+            epochs=int(self.epochs),
+            lr=float(self.lr),
+            chunk_size=self.chunk_size,
+            threshold=float(self.threshold),
+            generator=self._torch_gen,
+            history=history,
+            verbose=self.verbose,
+        )
+        timings["train_seconds"] = time.perf_counter() - t0
+        timings["seconds_per_epoch"] = timings["train_seconds"] / int(self.epochs)
+
+        self.labels_last_ = track["last_labels"]
+        self.history_ = history
+        use_confident = self.selection == "confident" and track["best"] > 0.0
+        if self.selection == "confident" and not use_confident:
+            # no epoch had a single confident pixel: the rule cannot rank epochs
+            self.labels_ = track["last_labels"]
+            self.selection_ = (
+                f"last epoch ({self.epochs}): no epoch had a pixel with max soft assignment > "
+                f"{self.threshold}, so the confident-share rule was undefined (label-free)"
+            )
+        elif use_confident:
+            self.labels_ = track["best_labels"]
+            net.load_state_dict(track["best_state"])
+            self.selection_ = (
+                f"epoch {track['best_epoch'] + 1} of {self.epochs}: largest share "
+                f"({track['best']:.4f}) of pixels with max soft assignment > {self.threshold} "
+                "(label-free, the authors' rule); last-epoch labels in extra_labels_['last_epoch']"
+            )
+        else:
+            self.labels_ = track["last_labels"]
+            self.selection_ = f"last epoch ({self.epochs})"
+        self.extra_labels_ = {"last_epoch": self.labels_last_, "kmeans_init": init_labels}
+        self.model_ = net
+        self.mask_ = mask
+        self.cube_shape_ = X.shape
+        self._cube = X
+        self.diagnostics_ = {
+            **diag,
+            **{k_: round(v, 4) for k_, v in timings.items()},
+            "selected_epoch": int(track["best_epoch"]) + 1 if use_confident else int(self.epochs),
+            "confident_share_selected": float(track["best"]),
+            "confident_share_last": float(track["shares"][-1]),
+            "n_pixels": int(rows.shape[0]),
+            "latent_dim": int(ae.latent_dim),
+        }
+
+    # -- prediction ------------------------------------------------------------------------
+    @torch.no_grad()
+    def _predict(self, X: np.ndarray, mask=None) -> np.ndarray:
+        H, W, _ = X.shape
+        mask = check_mask(mask, (H, W))
+        rows, cols = np.nonzero(mask)
+        pca_cube = self.preprocessor_.transform(X)
+        net = self.model_
+        net.eval()
+        out = []
+        shape = (int(self.n_components), int(self.patch), int(self.patch))
+        for a in range(0, rows.shape[0], 8192):
+            p = extract_patches(pca_cube, rows[a : a + 8192], cols[a : a + 8192], int(self.patch))
+            p = (p - self.patch_mean_.reshape(shape)) / self.patch_scale_.reshape(shape)
+            s = net(torch.from_numpy(p.astype(np.float32)).to(self.device_))[2]
+            out.append(s.argmax(dim=1).cpu())
+        net.train()
+        return torch.cat(out).numpy().astype(np.int64)
+
+    def predict_scene(self, X=None) -> np.ndarray:
+        """The full (H, W) cluster map of ``X`` (default: the fitted cube), every pixel labelled."""
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(self, "labels_")
+        cube = self._cube if X is None else X
+        labels = self.predict(cube)
+        return labels.reshape(np.asarray(cube).shape[:2])

@@ -1,0 +1,545 @@
+"""TDEC: Transformer-based deep embedded clustering with a density-peak clustering head.
+
+Paper: ``shared/papers/002_c764a4a1ec066737.txt`` (sections 3.1-3.3, Algorithm 1, sec. 4, Table 4,
+Appendix A). Equation -> code:
+
+* eq. 1 (post-norm Transformer block) ........ ``deepclust.nn.transformer_ae.TransformerBlock``
+* eqs. 2-4 (density, delta, gamma; centres) .. ``deepclust.cluster.density_peaks.density_peaks``
+* eqs. 5-6 (neighbour-weighted Student-t) .... ``deepclust.cluster.density_peaks``
+  ``.neighbor_assignment``
+* eq. 7 (target P, KL clustering loss) ........ ``deepclust.losses.dec`` (``target_distribution``,
+  ``kl_divergence``), used in :func:`_train_tdec` ``step``
+* eq. 8 (reconstruction) ...................... :func:`_rec_loss`
+* eqs. 9-11 (t-SNE dimension-reduction loss) .. ``deepclust.losses.tsne.dim_reduction_loss``
+* eqs. 12-13 (L_stru, L) ....................... :func:`_train_tdec` ``step``
+* Algorithm 1 .................................. :func:`_train_tdec` (``refresh`` = lines 3-9)
+
+Choices the paper leaves open (stated, not hidden):
+
+* Algorithm 1 recomputes all embeddings, the density peaks and the assignments before *every*
+  mini-batch; that is a full pass per step. We refresh every ``update_interval`` mini-batches
+  (default: once per epoch); ``update_interval=1`` is the literal algorithm.
+* During a mini-batch step, eq. 6 needs the embeddings of each sample's k neighbours. We take the
+  neighbour lists and their embeddings from the last refresh (a detached memory bank; forwarding
+  all k = 50 neighbours of every sample would cost 50 times more). ``neighbor_mode="anchored"``
+  (default) moves that neighbourhood rigidly with the sample's current embedding, so the
+  gradient flows through the Student-t kernels; ``"bank"`` keeps the neighbours fixed and lets
+  the gradient flow through eq. 5's weights only (singular for near neighbours). See the
+  ``neighbor_mode`` parameter.
+* Refreshes and the final labels use the clean images (Algorithm 1 line 3 writes x-tilde; random
+  augmentation would make the labels random); training steps use augmented ones.
+* The feature-space affinities Phi (eq. 11) are computed without gradient, as t-SNE's fixed input
+  affinities; the perplexity (not given) defaults to 30, capped at (batch - 1) / 3.
+* ``L_rec`` (eq. 8) is the squared error summed over pixels, averaged over the batch; ``L_clu``
+  (eq. 7) is averaged over the batch (a sum over a batch of 256 would weigh it 256 times more).
+* The stopping threshold epsilon is not given: ``tol = 0.001`` as in IDEC.
+* Images whose patch size H/4 is odd or fractional are resized (bilinear) to the next multiple of
+  8 (Appendix A: 28x28 -> 32x32).
+
+Ablations of Table 4 are constructor switches: ``transformer=False`` (ST off: the same
+encoding/decoding layers on flattened pixels), ``clustering_head=False`` (CH off: Student-t to
+learnable centres initialised by k-means, as IDEC), ``dim_reduction=False`` (DR off: cluster in
+the m = 10-D feature space, no ``L_dim``). 2-D input (n_samples, n_features) is the paper's
+vector mode (STL-10 features, Reuters): the MLP encoder, no augmentation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from deepclust.base import DeepClusterer
+from deepclust.cluster.density_peaks import density_peaks, knn_indices, neighbor_assignment
+from deepclust.losses.dec import kl_divergence, student_t_assignment, target_distribution
+from deepclust.losses.tsne import dim_reduction_loss
+from deepclust.nn.dec_ae import mlp
+from deepclust.nn.transformer_ae import MLPImageAE, TransformerAE
+from deepclust.training import History, fit_loop, minibatches
+
+__all__ = ["TDEC", "TDECNet", "augment", "target_size"]
+
+
+class TDECNet(nn.Module):
+    """Autoencoder (T-Encoder/T-Decoder or MLP) plus the Dim-Reduction block (optional)."""
+
+    def __init__(self, ae: nn.Module, dim_reduction: nn.Module | None):
+        super().__init__()
+        self.ae = ae
+        self.dr = dim_reduction
+        self.centers: nn.Parameter | None = None  # only when the clustering head is off
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x -> ``(z_w (B, m), z_v (B, 2))``; ``z_v = z_w`` without the Dim-Reduction block."""
+        z_w = self.ae.forward_features(x)
+        z_v = self.dr(z_w) if self.dr is not None else z_w
+        return z_w, z_v
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x -> ``(z_w, z_v, x_rec)``."""
+        z_w, z_v = self.forward_features(x)
+        return z_w, z_v, self.ae.decode(z_w)
+
+
+def target_size(h: int, w: int) -> tuple[int, int]:
+    """Appendix A: an image whose patch (H/4, W/4) is not an even integer is resized to the next
+    multiple of 8 in that dimension (28 -> 32; 8, 16, 32, 64 unchanged)."""
+    return (math.ceil(h / 8) * 8, math.ceil(w / 8) * 8)
+
+
+def augment(
+    x: torch.Tensor, generator: torch.Generator, *, max_rotation: float = 10.0,
+    max_shift: float = 0.1,
+) -> torch.Tensor:
+    """Random rotation up to ``max_rotation`` degrees and shift up to ``max_shift * H`` pixels
+    (Appendix A), drawn from the local ``generator`` and applied with kornia's ``warp_affine``."""
+    from kornia.geometry.transform import get_rotation_matrix2d, warp_affine
+
+    B, _, H, W = x.shape
+    u = torch.rand(B, 3, generator=generator) * 2.0 - 1.0  # (B, 3) in [-1, 1)
+    angle = (u[:, 0] * max_rotation).to(x)
+    shift = torch.stack([u[:, 1] * max_shift * W, u[:, 2] * max_shift * H], 1).to(x)
+    center = torch.tensor([(W - 1) / 2.0, (H - 1) / 2.0], dtype=x.dtype, device=x.device)
+    center = center.expand(B, 2)
+    M = get_rotation_matrix2d(center, angle, torch.ones(B, 2, dtype=x.dtype, device=x.device))
+    M = M.clone()
+    M[:, :, 2] += shift
+    return warp_affine(x, M, dsize=(H, W), padding_mode="zeros", align_corners=True)
+
+
+def _rec_loss(rec: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """Eq. 8: squared error summed over each sample's pixels, averaged over the batch."""
+    return (rec - x).pow(2).flatten(1).sum(1).mean()
+
+
+@torch.no_grad()
+def _features(net: TDECNet, X: torch.Tensor, batch_size: int = 1024):
+    was = net.training
+    net.eval()
+    zw, zv = [], []
+    for i in range(0, len(X), batch_size):
+        a, b = net.forward_features(X[i : i + batch_size])
+        zw.append(a)
+        zv.append(b)
+    net.train(was)
+    return torch.cat(zw), torch.cat(zv)
+
+
+def _head_assign(z_v: torch.Tensor, n_clusters: int, *, n_neighbors: int, neighbor_rate: float,
+                 seed: int, chunk: int = 8192) -> dict:
+    """Clustering head over the whole set: density-peak centres (eqs. 2-4), kNN lists and the
+    neighbour-weighted assignments (eqs. 5-6)."""
+    Z = z_v.detach().cpu().double().numpy()
+    dp = density_peaks(Z, n_clusters, neighbor_rate=neighbor_rate, random_state=seed)
+    k = int(min(n_neighbors, len(Z) - 1))
+    knn = torch.from_numpy(knn_indices(Z, k)).to(z_v.device)  # (n, k)
+    centers = z_v[torch.from_numpy(dp.centers).to(z_v.device)]  # (K, c)
+    q = torch.cat([
+        neighbor_assignment(z_v[i : i + chunk], z_v[knn[i : i + chunk]], centers)
+        for i in range(0, len(z_v), chunk)
+    ])
+    return {"q": q, "centers": centers, "knn": knn, "bank": z_v.detach().clone(), "dc": dp.dc,
+            "center_index": dp.centers}
+
+
+def _train_tdec(
+    *,
+    X: torch.Tensor,
+    net: TDECNet,
+    n_clusters: int,
+    clustering_head: bool,
+    use_dim_loss: bool,
+    use_augment: bool,
+    alpha: float,
+    beta: float,
+    perplexity: float,
+    n_neighbors: int,
+    neighbor_rate: float,
+    neighbor_mode: str,
+    pretrain_epochs: int,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+    update_interval: int | None,
+    tol: float,
+    max_rotation: float,
+    max_shift: float,
+    seed: int,
+    generator: torch.Generator,
+    verbose: bool,
+) -> dict:
+    """Algorithm 1: pretrain on L_stru (alpha = 0), then alternate refreshes and batch steps."""
+    n = X.shape[0]
+    device = X.device
+    history = History()
+
+    def view(idx: torch.Tensor) -> torch.Tensor:
+        x = X[idx.to(device)]
+        if use_augment:
+            x = augment(x, generator, max_rotation=max_rotation, max_shift=max_shift)
+        return x
+
+    def structure_loss(x: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        z_w, z_v, rec = net(x)
+        l_rec = _rec_loss(rec, x)  # eq. 8
+        terms = {"rec": l_rec}
+        loss = l_rec
+        if use_dim_loss:
+            l_dim = dim_reduction_loss(z_w, z_v, perplexity).to(l_rec.dtype)  # eqs. 9-11
+            loss = loss + beta * l_dim  # eq. 12
+            terms["dim"] = l_dim
+        return loss, {**terms, "z_v": z_v}
+
+    # -- Algorithm 1, line 1: initialise w, u, v by minimising L_stru -----------------------
+    def pre_step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        loss, terms = structure_loss(view(idx))
+        terms.pop("z_v")
+        return {"loss": loss, **terms}
+
+    if pretrain_epochs > 0:
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        fit_loop(model=net, optimizer=opt, step=pre_step, epochs=pretrain_epochs, stage="pretrain",
+                 batches=lambda e: minibatches(n, batch_size, generator=generator),
+                 history=history, generator=generator, verbose=verbose)
+
+    if not clustering_head:  # CH off: learnable centres initialised by k-means, as IDEC
+        from sklearn.cluster import KMeans
+
+        _, zv0 = _features(net, X)
+        km = KMeans(n_clusters=n_clusters, n_init=20, random_state=seed).fit(zv0.cpu().numpy())
+        c0 = torch.from_numpy(km.cluster_centers_.astype(np.float32))
+        net.centers = nn.Parameter(c0.to(device))
+
+    state: dict = {"step": 0, "n_refresh": 0, "labels": None, "delta": 1.0, "converged": False}
+
+    def refresh() -> None:
+        """Algorithm 1 lines 3-9: all clustering features, centres, assignments, stop test."""
+        _, z_v = _features(net, X)  # line 3
+        if clustering_head:
+            head = _head_assign(z_v, n_clusters, n_neighbors=n_neighbors,
+                                neighbor_rate=neighbor_rate, seed=seed)  # lines 4, 6
+            state.update(head)
+            q = head["q"]
+        else:
+            with torch.no_grad():
+                q = student_t_assignment(z_v, net.centers)
+        state["p"] = target_distribution(q)  # eq. 7 target, f_t over the whole set
+        labels = q.argmax(1).cpu().numpy()
+        if state["labels"] is not None:  # lines 5, 7-9
+            state["delta"] = float(np.mean(labels != state["labels"]))
+            state["converged"] = state["delta"] <= tol
+        state["labels"] = labels
+        state["n_refresh"] += 1
+
+    n_batches = math.ceil(n / batch_size)
+    interval = int(update_interval or n_batches)
+    max_iter = epochs * n_batches
+
+    def batches(epoch: int) -> Iterator[torch.Tensor]:
+        for idx in minibatches(n, batch_size, generator=generator):  # line 10
+            if state["step"] >= max_iter:
+                return
+            if state["step"] % interval == 0:
+                refresh()
+                if state["converged"]:
+                    return
+            state["step"] += 1
+            yield idx
+
+    def step(idx: torch.Tensor) -> dict[str, torch.Tensor]:  # line 11
+        idx_d = idx.to(device)
+        l_stru, terms = structure_loss(view(idx))
+        z_v = terms.pop("z_v")
+        if clustering_head:
+            neigh = state["bank"][state["knn"][idx_d]]  # (B, k, c), from the last refresh
+            if neighbor_mode == "anchored":
+                # the neighbourhood's shape from the last refresh, anchored at the current z_i
+                neigh = z_v[:, None, :] + (neigh - state["bank"][idx_d][:, None, :])
+            q = neighbor_assignment(z_v, neigh, state["centers"])  # eqs. 5-6
+        else:
+            q = student_t_assignment(z_v, net.centers)
+        l_clu = kl_divergence(state["p"][idx_d], q)  # eq. 7
+        return {"loss": l_stru + alpha * l_clu, **terms, "clu": l_clu}  # eq. 13
+
+    if epochs > 0:
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        fit_loop(model=net, optimizer=opt, step=step, epochs=epochs, stage="cluster",
+                 batches=batches, history=history, generator=generator, verbose=verbose,
+                 on_epoch_end=lambda e, m: state["converged"] or state["step"] >= max_iter)
+
+    # -- line 14: forward pass for the final labels -----------------------------------------
+    steps_done = state["step"]
+    converged = state["converged"]
+    state["labels"] = None
+    refresh()
+    return {"state": state, "history": history, "n_iter": steps_done, "converged": converged}
+
+
+class TDEC(DeepClusterer):
+    """TDEC (Transformer-based Deep Embedded Clustering with distribution information).
+
+    Parameters
+    ----------
+    n_clusters : int
+        K.
+    transformer, clustering_head, dim_reduction : bool, default True
+        Table 4 ablation switches (ST, CH, DR); all off is IDEC-like.
+    embed_dim : int or None
+        Patch-embedding size E; None: max(C * (H/4) * (W/4), 32) (a patch's pixel count, at
+        least 32: a LayerNorm over the 4 pixels of an 8x8 image's patch loses too much).
+    depth, decoder_depth : int, default 4, 1
+        N1 and N2 Transformer blocks.
+    n_heads : int or None
+        Attention heads (None: see ``deepclust.nn.transformer_ae.default_heads``).
+    mlp_ratio : float, default 4.0
+    hidden_dims : tuple, default (512, 512, 3072)
+        Encoding layer [d-512-512-3072-m]; the decoding layer mirrors it.
+    latent_dim : int, default 10
+        m, the feature space.
+    dr_dims : tuple, default (50, 50, 100)
+        Dim-Reduction block [m-50-50-100-c].
+    cluster_dim : int, default 2
+        c, the clustering space.
+    alpha, beta : float, default 0.1, 0.001
+        Weights of L_clu (eq. 13) and L_dim (eq. 12).
+    perplexity : float, default 30
+        Of the feature-space affinities (eq. 11), capped at (batch - 1) / 3.
+    n_neighbors : int, default 50
+        k of eqs. 5-6.
+    neighbor_rate : float, default 0.02
+        dc such that the average neighbour count is this share of n (eq. 2).
+    neighbor_mode : {"anchored", "bank"}, default "anchored"
+        How eq. 6 is differentiated in a mini-batch step (the paper does not say). Both take the
+        kNN lists and neighbour embeddings from the last refresh. ``"bank"``: the neighbours stay
+        where they were and only eq. 5's weights depend on the current z_i (gradients through
+        ``1/||z_s - z_i||^2``, singular for close neighbours; on Digits it blew up the
+        clustering space). ``"anchored"``: the neighbourhood keeps its shape (offsets
+        ``z_s - z_i`` from the refresh) and moves with the current z_i, so the kernel terms carry
+        the gradient; at a refresh both equal eq. 6 exactly.
+    pretrain_epochs, epochs : int, default 200, 500
+        Pretraining on L_stru, then the clustering stage (Algorithm 1's MaxIter = epochs x
+        batches per epoch).
+    lr : float, default 0.01
+        Adam learning rate.
+    batch_size : int, default 256
+    update_interval : int or None
+        Mini-batches between refreshes of centres and targets (None: once per epoch).
+    tol : float, default 0.001
+        Stop when at most this share of labels changed between refreshes.
+    augment : bool, default True
+        Rotation up to ``max_rotation`` degrees and shifts up to ``max_shift * H`` pixels.
+    max_rotation, max_shift : float, default 10, 0.1
+    random_state, device, verbose
+        As everywhere in deepclust.
+
+    Attributes
+    ----------
+    labels_, embedding_ (n, c) clustering-space coordinates, cluster_centers_ (K, c),
+    center_indices_ (K,) density-peak samples, history_, model_, selection_, diagnostics_.
+    """
+
+    input_kind = "images"
+
+    def __init__(
+        self,
+        n_clusters: int = 8,
+        *,
+        transformer: bool = True,
+        clustering_head: bool = True,
+        dim_reduction: bool = True,
+        embed_dim: int | None = None,
+        depth: int = 4,
+        decoder_depth: int = 1,
+        n_heads: int | None = None,
+        mlp_ratio: float = 4.0,
+        hidden_dims: tuple[int, ...] = (512, 512, 3072),
+        latent_dim: int = 10,
+        dr_dims: tuple[int, ...] = (50, 50, 100),
+        cluster_dim: int = 2,
+        alpha: float = 0.1,
+        beta: float = 0.001,
+        perplexity: float = 30.0,
+        n_neighbors: int = 50,
+        neighbor_rate: float = 0.02,
+        neighbor_mode: str = "anchored",
+        pretrain_epochs: int = 200,
+        epochs: int = 500,
+        lr: float = 0.01,
+        batch_size: int = 256,
+        update_interval: int | None = None,
+        tol: float = 0.001,
+        augment: bool = True,
+        max_rotation: float = 10.0,
+        max_shift: float = 0.1,
+        random_state: int | None = None,
+        device: str = "auto",
+        verbose: bool = False,
+    ):
+        self.n_clusters = n_clusters
+        self.transformer = transformer
+        self.clustering_head = clustering_head
+        self.dim_reduction = dim_reduction
+        self.embed_dim = embed_dim
+        self.depth = depth
+        self.decoder_depth = decoder_depth
+        self.n_heads = n_heads
+        self.mlp_ratio = mlp_ratio
+        self.hidden_dims = hidden_dims
+        self.latent_dim = latent_dim
+        self.dr_dims = dr_dims
+        self.cluster_dim = cluster_dim
+        self.alpha = alpha
+        self.beta = beta
+        self.perplexity = perplexity
+        self.n_neighbors = n_neighbors
+        self.neighbor_rate = neighbor_rate
+        self.neighbor_mode = neighbor_mode
+        self.pretrain_epochs = pretrain_epochs
+        self.epochs = epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.update_interval = update_interval
+        self.tol = tol
+        self.augment = augment
+        self.max_rotation = max_rotation
+        self.max_shift = max_shift
+        self.random_state = random_state
+        self.device = device
+        self.verbose = verbose
+
+    # -- input handling ----------------------------------------------------------------------
+    @staticmethod
+    def _as_images(X):
+        """2-D (n, features) input is the vector mode: viewed as (n, features, 1, 1)."""
+        if isinstance(X, torch.Tensor):
+            X = X.detach().cpu().numpy()
+        arr = np.asarray(X)
+        if arr.ndim == 2:
+            arr = arr[:, :, None, None]
+        return arr
+
+    def fit(self, X, y=None, **fit_params):
+        """Fit on images (N, C, H, W) / (N, H, W) in [0, 1], or vectors (N, D) (vector mode)."""
+        return super().fit(self._as_images(X), y, **fit_params)
+
+    def predict(self, X, **predict_params) -> np.ndarray:
+        """Labels of new samples via the clustering head fitted on the training embedding."""
+        return super().predict(self._as_images(X), **predict_params)
+
+    def _check_params(self) -> None:
+        for name in ("depth", "latent_dim", "cluster_dim", "n_neighbors", "batch_size"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be a positive integer, got {v!r}")
+        for name in ("decoder_depth", "pretrain_epochs", "epochs"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, np.integer)) or v < 0:
+                raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
+        for name in ("alpha", "beta", "max_rotation", "max_shift"):
+            if float(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not float(self.lr) > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if not float(self.perplexity) >= 1:
+            raise ValueError(f"perplexity must be >= 1, got {self.perplexity!r}")
+        if not 0 < float(self.neighbor_rate) < 1:
+            raise ValueError(f"neighbor_rate must be in (0, 1), got {self.neighbor_rate!r}")
+        if not 0 <= float(self.tol) < 1:
+            raise ValueError(f"tol must be in [0, 1), got {self.tol!r}")
+        if self.neighbor_mode not in ("anchored", "bank"):
+            raise ValueError(
+                f"neighbor_mode must be 'anchored' or 'bank', got {self.neighbor_mode!r}"
+            )
+        if self.update_interval is not None and int(self.update_interval) < 1:
+            raise ValueError(f"update_interval must be None or >= 1, got {self.update_interval!r}")
+
+    def _prepare(self, X: np.ndarray) -> torch.Tensor:
+        Xt = torch.from_numpy(X)
+        if self._vector_mode_ or not self.transformer:
+            return Xt.to(self.device_)
+        H, W = Xt.shape[-2:]
+        if (H, W) != self._image_size_:
+            Xt = F.interpolate(Xt, size=self._image_size_, mode="bilinear", align_corners=False)
+        return Xt.to(self.device_)
+
+    def _build(self, shape: tuple[int, ...]) -> TDECNet:
+        C = shape[0]
+        if self._vector_mode_ or not self.transformer:
+            ae: nn.Module = MLPImageAE(shape if not self._vector_mode_ else (C, 1, 1),
+                                       hidden_dims=self.hidden_dims, latent_dim=self.latent_dim)
+        else:
+            ae = TransformerAE(C, self._image_size_, embed_dim=self.embed_dim, depth=self.depth,
+                               decoder_depth=self.decoder_depth, n_heads=self.n_heads,
+                               mlp_ratio=self.mlp_ratio, hidden_dims=self.hidden_dims,
+                               latent_dim=self.latent_dim)
+        dr = mlp([self.latent_dim, *self.dr_dims, self.cluster_dim]) if self.dim_reduction else None
+        return TDECNet(ae, dr)
+
+    def _fit(self, X: np.ndarray) -> None:
+        self._check_params()
+        n, C, H, W = X.shape
+        self._vector_mode_ = H == 1 and W == 1
+        if not self._vector_mode_ and self.transformer and (H < 8 or W < 8):
+            raise ValueError(
+                f"images of {H}x{W} pixels are too small for 4x4 patches of even size; "
+                "use at least 8x8 or transformer=False"
+            )
+        self._image_size_ = target_size(H, W)
+        Xt = self._prepare(X)
+        with torch.random.fork_rng(devices=[]):  # weights from the seed, global RNG untouched
+            torch.manual_seed(int(self.seed_))
+            net = self._build((C, H, W)).to(self.device_)
+        out = _train_tdec(
+            X=Xt, net=net, n_clusters=int(self.n_clusters),
+            clustering_head=bool(self.clustering_head), use_dim_loss=bool(self.dim_reduction),
+            use_augment=bool(self.augment) and not self._vector_mode_, alpha=float(self.alpha),
+            beta=float(self.beta), perplexity=float(self.perplexity),
+            n_neighbors=int(self.n_neighbors), neighbor_rate=float(self.neighbor_rate),
+            neighbor_mode=self.neighbor_mode, pretrain_epochs=int(self.pretrain_epochs),
+            epochs=int(self.epochs), lr=float(self.lr),
+            batch_size=int(self.batch_size), update_interval=self.update_interval,
+            tol=float(self.tol), max_rotation=float(self.max_rotation),
+            max_shift=float(self.max_shift), seed=int(self.seed_), generator=self._torch_gen,
+            verbose=bool(self.verbose),
+        )
+        st = out["state"]
+        self.model_ = net.cpu()
+        self.labels_ = st["labels"].astype(np.int64)
+        _, z_v = _features(net, Xt.cpu())
+        self.embedding_ = z_v.numpy()
+        if self.clustering_head:
+            self.cluster_centers_ = st["centers"].detach().cpu().numpy()
+            self.center_indices_ = np.asarray(st["center_index"], dtype=np.int64)
+        else:
+            self.cluster_centers_ = net.centers.detach().cpu().numpy()
+        self.history_ = out["history"]
+        self.n_iter_ = int(out["n_iter"])
+        stop = (f"label change {st['delta']:.4g} <= tol={self.tol}" if out["converged"]
+                else f"epochs={self.epochs} reached")
+        self.selection_ = f"last iterate (Algorithm 1; {stop}; label-free)"
+        self.diagnostics_ = {
+            "n_iter": self.n_iter_, "converged": bool(out["converged"]),
+            "n_refresh": int(st["n_refresh"]),
+            "dc": float(st["dc"]) if "dc" in st else None,
+            "image_size": list(self._image_size_) if not self._vector_mode_ else None,
+        }
+
+    def _predict(self, X: np.ndarray) -> np.ndarray:
+        Xt = self._prepare(X).cpu()
+        net = self.model_
+        _, z_v = _features(net, Xt)
+        if not self.clustering_head:
+            q = student_t_assignment(z_v, net.centers.detach())
+            return q.argmax(1).numpy().astype(np.int64)
+        from scipy.spatial import cKDTree
+
+        bank = torch.from_numpy(self.embedding_)
+        k = int(min(self.n_neighbors, len(bank)))
+        _, idx = cKDTree(self.embedding_.astype(np.float64)).query(z_v.double().numpy(), k=k)
+        idx = torch.from_numpy(np.asarray(idx).reshape(len(z_v), k))
+        q = neighbor_assignment(z_v, bank[idx], torch.from_numpy(self.cluster_centers_))
+        return q.argmax(1).numpy().astype(np.int64)

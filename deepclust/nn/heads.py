@@ -1,0 +1,37 @@
+"""Projection heads of the contrastive clustering methods (CC, PICI).
+
+Instance head G_I: two-layer MLP to ``feature_dim`` (128), L2-normalised (PICI eq. 4).
+Cluster head G_C: two-layer MLP to ``n_clusters`` with a softmax (PICI section 3.2.2).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = ["InstanceHead", "ClusterHead"]
+
+
+class InstanceHead(nn.Module):
+    """h (N, D) -> z (N, feature_dim), unit norm."""
+
+    def __init__(self, in_dim: int, feature_dim: int = 128, hidden_dim: int | None = None):
+        super().__init__()
+        hidden = hidden_dim or in_dim
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, feature_dim))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.net(h), dim=1)
+
+
+class ClusterHead(nn.Module):
+    """h (N, D) -> soft assignments (N, n_clusters), rows sum to one."""
+
+    def __init__(self, in_dim: int, n_clusters: int, hidden_dim: int | None = None):
+        super().__init__()
+        hidden = hidden_dim or in_dim
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, n_clusters))
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.net(h).softmax(dim=1)

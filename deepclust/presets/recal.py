@@ -1,0 +1,23 @@
+"""RECAL presets. ``paper``: VGG16-BN at full width with the paper's SGD (lr 1e-4, momentum
+0.9); the paper gives no epoch count, batch size or lambda, so those are our choices.
+``fast``: a CPU budget (2 cores): a quarter-width VGG, a larger learning rate (from scratch the
+paper's lr 1e-4 barely moves in a few epochs) and few epochs."""
+
+PRESETS = {
+    "paper": {
+        "default": {
+            "width": 1.0, "lr": 1e-4, "momentum": 0.9, "batch_size": 256,
+            "virtual_batches": 4, "virtual_batch": "paper", "epochs": 50, "lambda_": 1.0,
+        },
+    },
+    "fast": {
+        "default": {
+            "width": 0.25, "lr": 0.01, "momentum": 0.9, "batch_size": 256,
+            "virtual_batches": 1, "epochs": 15, "lambda_": 1.0,
+        },
+        "usps": {"epochs": 15},
+        "mnist": {"width": 0.125, "epochs": 4},
+        "coil20": {"resize": 32, "batch_size": 240, "epochs": 20},
+        "scene": {"width": 0.25, "epochs": 15, "batch_size": 256},
+    },
+}

@@ -1,0 +1,190 @@
+"""RECAL estimator, scene segmentation, Jaccard consensus, the CLI-side function (tiny, seconds)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from deepclust.methods.recal import (
+    RECAL,
+    _blocks_to_map,
+    aviris_band_indices,
+    extract_patches,
+    jaccard_consensus,
+    load_recal,
+    run_segment,
+    save_recal,
+    segment_scene,
+)
+from deepclust.presets import get_preset
+from deepclust.training import fit_loop
+
+TINY = dict(width=0.0625, epochs=2, batch_size=16, lr=0.01, kmeans_n_init=2, device="cpu")
+
+
+def blobs(n=48, c=1, side=16, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 3
+    X = rng.random((n, c, side, side)).astype(np.float32) * 0.2
+    for k in range(3):  # a bright square at a class-specific place
+        X[y == k, :, 4 * k:4 * k + 6, 4 * k:4 * k + 6] += 0.8
+    return X, y
+
+
+@pytest.mark.parametrize("mode", ["paper", "exact"])
+def test_fit_sets_contract_attributes(mode):
+    X, _ = blobs()
+    est = RECAL(3, random_state=0, virtual_batches=2, virtual_batch=mode, **TINY).fit(X)
+    assert est.labels_.shape == (48,) and est.labels_.dtype == np.int64
+    assert set(est.labels_) <= {0, 1, 2}
+    assert est.extra_labels_["kmeans"].shape == (48,)
+    assert est.labels_kmeans_ is est.extra_labels_["kmeans"]
+    hist = est.history_.stages["train"]
+    assert len(hist["loss"]) == 2 and {"h_phi", "h_psi"} <= set(hist)
+    assert isinstance(est.selection_, str) and "last epoch" in est.selection_
+    assert isinstance(est.model_, torch.nn.Module)
+    json.dumps(est.diagnostics_)
+    assert np.array_equal(est.predict(X), est.labels_)  # eval-mode argmax, same data
+    assert est.predict_proba(X[:5]).shape == (5, 3)
+    np.testing.assert_allclose(est.predict_proba(X[:5]).sum(1), 1.0, rtol=1e-5)
+    assert est.transform(X[:5]).shape == (5, est.model_.feature_dim)
+    np.testing.assert_allclose(est.mean_, X.mean(axis=(0, 2, 3)), rtol=1e-5)  # eq. 4
+
+
+def test_same_seed_same_result_and_rgb_resize():
+    X, _ = blobs(c=3, side=32)
+    a = RECAL(3, random_state=1, resize=16, **TINY).fit(X)
+    b = RECAL(3, random_state=1, resize=16, **TINY).fit(X)
+    assert a.model_.input_size == (16, 16) and a.model_.in_channels == 3
+    assert np.array_equal(a.labels_, b.labels_)
+    assert a.predict(X[:4]).shape == (4,)
+
+
+def test_training_reduces_loss_on_separable_data():
+    X, y = blobs(n=96)
+    est = RECAL(3, random_state=0, **{**TINY, "epochs": 8}).fit(X)
+    loss = est.history_.stages["train"]["loss"]
+    assert loss[-1] < loss[0]
+
+
+def test_bad_inputs():
+    X, _ = blobs()
+    with pytest.raises(ValueError, match="virtual_batch"):
+        RECAL(3, virtual_batch="approx", **TINY).fit(X)
+    with pytest.raises(ValueError, match="epochs"):
+        RECAL(3, **{**TINY, "epochs": 0}).fit(X)
+    with pytest.raises(ValueError, match="images"):
+        RECAL(3, **TINY).fit(np.zeros((4, 5)))
+    est = RECAL(3, random_state=0, **TINY).fit(X)
+    with pytest.raises(ValueError):
+        est.predict(np.zeros((2, 1, 8, 8), np.float32))
+
+
+def test_fit_loop_manual_backward_keeps_step_gradients():
+    model = torch.nn.Linear(2, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+    x = torch.ones(1, 2)
+
+    def step(batch):  # two backward calls accumulate: gradient of 2 * sum(w x + b)
+        for _ in range(2):
+            model(x).sum().backward()
+        return {"loss": torch.tensor(0.0)}
+
+    w0 = model.weight.detach().clone()
+    fit_loop(model=model, optimizer=opt, step=step, epochs=1, batches=lambda e: [0],
+             manual_backward=True)
+    torch.testing.assert_close(model.weight.detach(), w0 - 2.0)
+
+
+def test_save_and_load_roundtrip(tmp_path):
+    X, _ = blobs()
+    est = RECAL(3, random_state=0, **TINY).fit(X)
+    save_recal(est, tmp_path / "m.pt")
+    back = load_recal(tmp_path / "m.pt", device="cpu")
+    assert np.array_equal(back.predict(X), est.predict(X))
+    with pytest.raises(ValueError, match="not a RECAL"):
+        torch.save({"x": torch.zeros(1)}, tmp_path / "bad.pt")
+        load_recal(tmp_path / "bad.pt")
+
+
+def test_aviris_liss4_indices():
+    g, r, nir = aviris_band_indices(n_bands=204)
+    assert g == list(range(12, 20)) and r == list(range(22, 29)) and nir == list(range(37, 47))
+    assert aviris_band_indices(n_bands=224) == [g, r, nir]
+    # in the corrected cube, a band after the first removed water bands (0-based 107..111)
+    # shifts by 5: 1.6 um is band 120 of 224
+    (late,) = aviris_band_indices([(1.6, 1.6)], n_bands=204)
+    assert late == [120 - 5]
+
+
+def test_patches_and_block_map():
+    cube = np.arange(10 * 12 * 2, dtype=np.float32).reshape(10, 12, 2)
+    patches, centres, grid = extract_patches(cube, patch=4, stride=3)
+    assert grid == (4, 4) and patches.shape == (16, 2, 4, 4)
+    # the patch of block (1, 2) holds the centre pixel (4, 7) at offset (2, 2)
+    k = 1 * 4 + 2
+    assert tuple(centres[k]) == (4, 7)
+    np.testing.assert_array_equal(patches[k][:, 2, 2], cube[4, 7])
+    lab = _blocks_to_map(np.arange(16), grid, 3, (10, 12))
+    assert lab.shape == (10, 12) and lab[4, 7] == k and lab[9, 11] == 15
+
+
+def test_jaccard_consensus_hand_example():
+    m1 = np.array([[0, 0, 1], [1, 1, 2]])
+    m2 = np.array([[5, 5, 5], [7, 7, 9]])  # relabelled, one pixel differs
+    out = jaccard_consensus(m1, m2)
+    pairs = {a: (b, j) for a, b, j in out["pairs"]}
+    # cluster 0 {0,1} vs 5 {0,1,2}: 2/3; cluster 1 {2,3,4} vs 7 {3,4}: 2/3; 2 {5} vs 9 {5}: 1
+    assert pairs[0] == (5, pytest.approx(2 / 3))
+    assert pairs[1] == (7, pytest.approx(2 / 3))
+    assert pairs[2] == (9, pytest.approx(1.0))
+    assert out["mean_matched"] == pytest.approx((2 / 3 + 2 / 3 + 1) / 3)
+    assert out["matrix"].shape == (3, 3)
+    with pytest.raises(ValueError, match="shape"):
+        jaccard_consensus(m1, m2[:, :2])
+
+
+def test_segment_scene_train_and_apply():
+    rng = np.random.default_rng(0)
+    cube = rng.random((16, 20, 3)).astype(np.float32)
+    cube[:, 10:] += 2.0  # two halves
+    lab, est, info = segment_scene(cube, n_clusters=2, patch=8, stride=4, random_state=0,
+                                   **TINY)
+    assert lab.shape == (16, 20) and info["n_patches"] == 4 * 5
+    assert est.model_.n_blocks == 3  # the paper's cut for 8x8 patches
+    assert info["kmeans_map"].shape == (16, 20)
+    lab2, _, _ = segment_scene(cube[::-1].copy(), patch=8, stride=4, model=est)
+    assert lab2.shape == (16, 20)
+    with pytest.raises(ValueError, match="bands"):
+        segment_scene(cube[:, :, :2], patch=8, stride=4, model=est)
+
+
+def test_run_segment_writes_outputs(tmp_path):
+    rng = np.random.default_rng(1)
+    cube = rng.random((12, 12, 4)).astype(np.float32)
+    np.save(tmp_path / "scene.npy", cube)
+    args = {"data": str(tmp_path / "scene.npy"), "patch": 8, "stride": 4, "clusters": 2,
+            "seed": 0, "set": {"epochs": 1, "width": 0.0625, "batch_size": 4,
+                               "kmeans_n_init": 1, "device": "cpu"}}
+    res = run_segment(args, tmp_path / "a")
+    assert (tmp_path / "a" / "label_map.npy").exists()
+    assert (tmp_path / "a" / "segmentation.png").exists()
+    assert (tmp_path / "a" / "model.pt").exists()
+    assert json.loads((tmp_path / "a" / "metrics.json").read_text())["n_patches"] == 9
+    assert res["shape"] == [12, 12, 4]
+    # apply the saved model to the scene and compare the two maps (eq. 5)
+    res2 = run_segment({**args, "model": str(tmp_path / "a" / "model.pt"),
+                        "compare": str(tmp_path / "a" / "label_map.npy")}, tmp_path / "b")
+    assert res2["consensus"]["mean_matched"] == pytest.approx(1.0)
+
+
+def test_presets():
+    for ds in ("usps", "coil20", "mnist"):
+        fast = get_preset("recal", ds, "fast")
+        paper = get_preset("recal", ds, "paper")
+        assert paper["lr"] == 1e-4 and paper["momentum"] == 0.9 and paper["width"] == 1.0
+        assert fast["width"] < 1.0
+        RECAL(10, **fast).get_params()
