@@ -148,3 +148,45 @@ def test_crash_after_a_checkpoint_and_resume_equals_uninterrupted(method, tmp_pa
     assert len(res_saves) == n - k, note
     np.testing.assert_array_equal(res.labels_, ref.labels_, err_msg=note)
     assert json.dumps(res.history_.to_dict()) == json.dumps(ref.history_.to_dict()), note
+
+
+def test_cli_checkpoint_dir_and_resume(tmp_path, capsys, monkeypatch, one_thread):
+    from deepclust.cli import main
+
+    X, y = _tiny["_blobs"]()
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    base = ["run", "dec", "--data", str(tmp_path / "x.npy"), "--gt", str(tmp_path / "y.npy"), "--no-pictures",
+            "--seed", "4", "--set", "hidden_dims=(32, 32)", "latent_dim=3", "pretrain_epochs=3", "max_iter=12",
+            "update_interval=5", "n_init=2", "batch_size=32", "tol=0.0", "device='cpu'"]
+    assert main(base + ["--out", str(tmp_path / "ref")]) == 0
+    ckdir = tmp_path / "ck"
+    real = T.atomic_torch_save
+    count = []
+
+    def dying_save(obj, path):
+        real(obj, path)
+        count.append(1)
+        if len(count) == 4:  # inside the clustering stage
+            raise _Crash("simulated crash")
+
+    monkeypatch.setattr(T, "atomic_torch_save", dying_save)
+    assert main(base + ["--out", str(tmp_path / "run"), "--checkpoint-dir", str(ckdir)]) == 1
+    monkeypatch.setattr(T, "atomic_torch_save", real)
+    assert not (tmp_path / "run").exists() and (ckdir / "dec-x-seed4.pt").exists()
+    assert main(base + ["--out", str(tmp_path / "run"), "--checkpoint-dir", str(ckdir), "--resume"]) == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "run" / "labels.npy"), np.load(tmp_path / "ref" / "labels.npy"))
+    ref_m = json.loads((tmp_path / "ref" / "metrics.json").read_text())
+    run_m = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert run_m["checkpoint"] == {"path": str(ckdir / "dec-x-seed4.pt"), "resumed": True}
+    assert all(run_m[k] == ref_m[k] for k in ("acc", "nmi", "ari"))
+    capsys.readouterr()
+    # bad uses: one line, exit 2
+    for argv, excerpt in (
+        (base + ["--out", str(tmp_path / "o"), "--resume"], "--resume needs --checkpoint-dir"),
+        (["run", "kmeans", "--dataset", "digits", "--checkpoint-dir", str(ckdir), "--out", str(tmp_path / "o")],
+         "kmeans does not write checkpoints"),
+    ):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert excerpt in err and len(err.strip().splitlines()) == 1, err
