@@ -133,6 +133,17 @@ def _set_rng_state(state: dict, generator: torch.Generator | None, rng: Any = No
         rng.bit_generator.state = state["numpy"]
 
 
+def _load_model(model: torch.nn.Module, state: dict, path) -> None:
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:  # missing/unexpected keys or shape mismatches
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"checkpoint {path} does not fit this model ({first}); it was written with other "
+            "parameters or data. Delete it, or fit without resume"
+        ) from exc
+
+
 def fit_loop(
     *,
     model: torch.nn.Module,
@@ -215,7 +226,7 @@ def fit_loop(
             # as they were at its end (not as at the later stage the checkpoint was written in),
             # so whatever the method computes between stages is recomputed identically.
             snap = stage_final[stage]
-            model.load_state_dict(snap["model"])
+            _load_model(model, snap["model"], checkpoint_path)
             history.stages.update(History.from_dict(ckpt["history"]).stages)
             if load_extra_state is not None and "extra" in snap:
                 load_extra_state(snap["extra"])
@@ -223,7 +234,7 @@ def fit_loop(
             log.info("resume: stage %s already finished, skipping", stage)
             return history
         if resume and (stage in done_stages or ckpt.get("stage") == stage):
-            model.load_state_dict(ckpt["model"])
+            _load_model(model, ckpt["model"], checkpoint_path)
             history.stages.update(History.from_dict(ckpt["history"]).stages)
             if load_extra_state is not None and "extra" in ckpt:
                 load_extra_state(ckpt["extra"])

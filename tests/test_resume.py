@@ -190,3 +190,11 @@ def test_cli_checkpoint_dir_and_resume(tmp_path, capsys, monkeypatch, one_thread
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert excerpt in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_resume_with_a_checkpoint_of_other_parameters_is_a_clear_error(tmp_path, monkeypatch, one_thread):
+    _fit_here("edesc", tmp_path / "a.pt", False, monkeypatch)
+    est, args, kwargs, _ = build("edesc", checkpoint_path=str(tmp_path / "a.pt"), resume=True)
+    est.set_params(latent=6)  # another network shape
+    with pytest.raises(ValueError, match="does not fit this model .* other parameters or data"):
+        est.fit(*args, **kwargs)
