@@ -93,9 +93,10 @@ def run_images(args) -> dict:
     }
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{args.dataset}_{args.preset}_seed{args.seed}.json").write_text(
-        json.dumps(res, indent=2))
-    np.save(out / f"{args.dataset}_{args.preset}_seed{args.seed}_labels.npy", est.labels_)
+    stem = f"{args.dataset}_{args.preset}{args.tag}_seed{args.seed}"
+    res["tag"] = args.tag
+    (out / f"{stem}.json").write_text(json.dumps(res, indent=2))
+    np.save(out / f"{stem}_labels.npy", est.labels_)
     print(json.dumps({k: res[k] for k in ("dataset", "seed", "head", "kmeans_on_features",
                                           "fit_seconds", "peak_rss_mb")}))
     return res
@@ -110,6 +111,7 @@ def main(argv=None) -> None:
     a.add_argument("--preset", default="fast")
     a.add_argument("--set", nargs="*", help="overrides key=json_value")
     a.add_argument("--out", default="benchmarks/results_recal")
+    a.add_argument("--tag", default="", help="suffix of the output names, e.g. _exact")
     s = sub.add_parser("segment")
     s.add_argument("--data", required=True)
     s.add_argument("--bands", default=None)

@@ -12,9 +12,9 @@ import numpy as np
 
 root = Path(__file__).parent / "results_recal"
 rows: dict[str, list[dict]] = {}
-for f in sorted(root.glob("*_fast_seed*.json")):
+for f in sorted(root.glob("*_seed*.json")):
     d = json.loads(f.read_text())
-    rows.setdefault(d["dataset"], []).append(d)
+    rows.setdefault(f"{d['dataset']} ({d['preset']}{d.get('tag', '')})", []).append(d)
 
 
 def ms(vals):
