@@ -140,7 +140,7 @@ def render_results(bench_dir: Path = Path("benchmarks")) -> Path:
             if p.get("failures"):
                 seeds += f" ({len(p['failures'])} failed)"
             cols = [_fmt([r[m] for r in runs if m in r]) for m in METRICS]
-            fit = _fmt([r["fit_seconds"] for r in runs]).split(" ±")[0]
+            fit = f"{np.mean([r['fit_seconds'] for r in runs]):.1f}" if runs else "–"
             mem = f"{max((r['peak_rss_mb'] for r in runs), default=float('nan')):.0f}" if runs else "–"
             lines.append(f"| {name} | {p['preset']} | {seeds} | {' | '.join(cols)} | {fit} | {mem} | {paper_txt} |")
             for alt in ("kmeans",):

@@ -70,6 +70,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="continue an interrupted run from its checkpoint in --checkpoint-dir")
     r.add_argument("-v", "--verbose", action="store_true", help="progress bars and info logging")
 
+    g = sub.add_parser("segment", help="segment a scene patch-wise (RECAL) and write the map")
+    g.add_argument("method", choices=["recal"])
+    g.add_argument("--data", required=True,
+                   help="salinas-a, ucmerced-mosaic[-S] or a .npy cube (H, W, B)")
+    g.add_argument("--bands", default=None, help="all (default), liss4 (green/red/NIR means) or i,j,k")
+    g.add_argument("--patch", type=int, default=8, help="patch side in pixels")
+    g.add_argument("--stride", type=int, default=2, help="step between patch centres")
+    g.add_argument("--clusters", type=int, default=10)
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--preset", default="fast")
+    g.add_argument("--model", default=None, help="a model.pt from an earlier segment run to apply")
+    g.add_argument("--compare", default=None, help="another label_map.npy: Jaccard consensus (eq. 5)")
+    g.add_argument("--device", default="auto")
+    g.add_argument("--out", default=None, help="output folder (default runs/segment-DATA-seedS)")
+    g.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+
     b = sub.add_parser("bench", help="run methods x datasets x seeds and regenerate benchmarks/RESULTS.md")
     b.add_argument("--methods", type=_csv, required=True)
     b.add_argument("--datasets", type=_csv, required=True)
@@ -140,6 +156,25 @@ def _cmd_run(args) -> int:
     return 0
 
 
+def _cmd_segment(args) -> int:
+    from deepclust.methods.recal import run_segment
+    from deepclust.runner import parse_overrides
+
+    out = args.out or f"runs/segment-{Path(args.data).stem}-seed{args.seed}"
+    result = run_segment(
+        {"data": args.data, "bands": args.bands, "patch": args.patch, "stride": args.stride,
+         "clusters": args.clusters, "seed": args.seed, "preset": args.preset, "model": args.model,
+         "compare": args.compare, "device": args.device, "set": parse_overrides(args.set)},
+        out,
+    )
+    shown = {k: round(v, 4) for k, v in (result.get("metrics") or {}).items() if isinstance(v, float)}
+    if "consensus" in result:
+        shown["consensus_mean_jaccard"] = round(result["consensus"]["mean_matched"], 4)
+    print(f"recal segmentation of {args.data} ({result.get('bands')}): {json.dumps(shown)}")
+    print(f"outputs written to {out}/")
+    return 0
+
+
 def _cmd_bench(args) -> int:
     from deepclust.bench import run_bench
 
@@ -180,6 +215,8 @@ def _dispatch(parser: argparse.ArgumentParser, args) -> int:
             return _cmd_run(args)
         if args.command == "bench":
             return _cmd_bench(args)
+        if args.command == "segment":
+            return _cmd_segment(args)
     except KeyboardInterrupt:
         print("deepclust: interrupted", file=sys.stderr)
         return 130
