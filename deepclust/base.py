@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numbers
 import time
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -241,6 +242,7 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         check_not_constant(X, kind=self.input_kind, mask=fit_params.get("mask"))
         self.device_ = resolve_device(getattr(self, "device", "cpu"))
         self._rng, self._torch_gen, self.seed_ = make_generators(getattr(self, "random_state", None))
+        self._prepare_checkpoint()
         start = time.perf_counter()
         self._fit(X, **fit_params)
         self.fit_seconds_ = time.perf_counter() - start
@@ -276,6 +278,22 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
 
     def _predict(self, X: np.ndarray, **predict_params) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
+
+    def _prepare_checkpoint(self) -> None:
+        """Estimators with ``checkpoint_path``/``resume``: a fresh fit (``resume=False``) removes
+        an old checkpoint first, so a stale file never leaks finished stages into the new fit;
+        ``resume=True`` without a path is an error."""
+        path = getattr(self, "checkpoint_path", None)
+        resume = bool(getattr(self, "resume", False))
+        if path is None:
+            if resume:
+                raise ValueError("resume=True needs checkpoint_path= (the checkpoint file to resume from)")
+            return
+        path = Path(path)
+        if path.exists() and not path.is_file():
+            raise ValueError(f"checkpoint_path {path} is a folder; give a file path such as {path / 'fit.pt'}")
+        if not resume and path.exists():
+            path.unlink()
 
     def _n_samples_of(self, X: np.ndarray, fit_params: dict) -> int:
         """Number of samples to be clustered (scene methods count masked pixels)."""

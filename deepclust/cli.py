@@ -2,7 +2,7 @@
 
     deepclust datasets
     deepclust run METHOD --dataset NAME | --data FILE [--gt FILE] [--preset fast|paper]
-                  [--seed S] [--out DIR] [--set key=value ...]
+                  [--seed S] [--out DIR] [--set key=value ...] [--checkpoint-dir DIR [--resume]]
     deepclust bench --methods m1,m2 --datasets d1,d2 --seeds 0,1,2 [--preset fast]
 
 Errors a user can fix (bad names, bad files, bad parameters) are printed in one line on stderr
@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-pictures", action="store_true", help="skip the PNG pictures")
     r.add_argument("--download", action="store_true",
                    help="download a missing catalog file from its canonical URL (checksum verified)")
+    r.add_argument("--checkpoint-dir", default=None,
+                   help="write a checkpoint after every epoch into this folder (deep methods)")
+    r.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its checkpoint in --checkpoint-dir")
     r.add_argument("-v", "--verbose", action="store_true", help="progress bars and info logging")
 
     g = sub.add_parser("segment", help="segment a scene patch-wise (RECAL) and write the map")
@@ -135,6 +139,7 @@ def _cmd_run(args) -> int:
         gt_key=args.gt_key, preset=args.preset, seed=args.seed, out=out,
         overrides=parse_overrides(args.set), n_clusters=args.n_clusters, device=args.device,
         pictures=not args.no_pictures, verbose=args.verbose, download=args.download or None,
+        checkpoint_dir=args.checkpoint_dir, resume=args.resume,
     )
     keys = ["acc", "nmi", "ari", "oa", "kappa"]
     shown = {k: round(record[k], 4) for k in keys if k in record}

@@ -246,6 +246,8 @@ def run_experiment(
     pictures: bool = True,
     verbose: bool = False,
     download: bool | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: bool = False,
 ) -> dict:
     """Run one experiment and write ``metrics.json``, ``labels.npy`` (and for scenes
     ``label_map.npy``), ``model.pt`` for deep methods, and the pictures. Returns the metrics."""
@@ -272,6 +274,7 @@ def run_experiment(
                           overrides=overrides, device=device)
     if verbose and "verbose" in est.get_params():
         est.set_params(verbose=True)
+    checkpoint = _setup_checkpoint(est, method, ds.name, seed, checkpoint_dir, resume)
 
     created = _make_parents(out.parent)
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
@@ -327,6 +330,7 @@ def run_experiment(
             device=str(getattr(est, "device_", "cpu")),
             torch_threads=torch.get_num_threads(),
             selection=getattr(est, "selection_", "final model (no selection)"),
+            checkpoint=checkpoint,
             params=_jsonable(est.get_params()),
             sizes=sizes,
             diagnostics=_jsonable(getattr(est, "diagnostics_", {}) or {}),
@@ -378,6 +382,33 @@ def run_experiment(
                 break
         raise
     return record
+
+
+def _setup_checkpoint(est, method: str, name: str, seed: int, checkpoint_dir, resume: bool) -> dict | None:
+    """Point the estimator's ``checkpoint_path`` into ``checkpoint_dir`` (one file per method,
+    dataset and seed) and set ``resume``. Returns what metrics.json records about it."""
+    if checkpoint_dir is None:
+        if resume:
+            raise ValueError("--resume needs --checkpoint-dir DIR: the folder the interrupted run wrote to")
+        return None
+    params = est.get_params()
+    if "checkpoint_path" not in params:
+        raise ValueError(
+            f"{method} does not write checkpoints (it has no training loop to resume); drop --checkpoint-dir"
+        )
+    folder = Path(checkpoint_dir)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--checkpoint-dir {folder} exists and is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"--checkpoint-dir {folder} is not writable")
+    path = folder / f"{method}-{name}-seed{seed}.pt"
+    if resume and not path.exists():
+        warnings.warn(f"--resume: no checkpoint at {path}; starting from the beginning", UserWarning, stacklevel=3)
+    est.set_params(checkpoint_path=str(path), resume=bool(resume))
+    if "checkpoint_every" in params and not params["checkpoint_every"]:
+        est.set_params(checkpoint_every=1)
+    return {"path": str(path), "resumed": bool(resume and path.exists())}
 
 
 def _full_scene_map(est, ds) -> np.ndarray | None:

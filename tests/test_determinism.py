@@ -7,11 +7,15 @@ exactly; so must two ``deepclust run`` invocations.
 
 from __future__ import annotations
 
+import runpy
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
 from deepclust.cli import main
+from deepclust.methods import METHODS
 from deepclust.methods.kmeans import KMeans
 
 RNG = np.random.default_rng(0)
@@ -53,3 +57,25 @@ def test_cli_same_seed_identical_outputs(tmp_path, capsys):
         _disturb_global_rngs()
     capsys.readouterr()
     np.testing.assert_array_equal(np.load(outs[0] / "labels.npy"), np.load(outs[1] / "labels.npy"))
+
+
+_tiny = runpy.run_path(str(Path(__file__).with_name("tiny_fits.py")))
+
+
+@pytest.mark.parametrize("method", list(METHODS))
+def test_every_method_same_seed_identical_labels(method):
+    """Every registered method, tiny settings, CPU: two fits with one seed agree exactly, even with
+    the global NumPy/torch generators used in between (estimators must only use local ones)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        est, args, kwargs, _ = _tiny["build"](method)
+        a = est.fit(*args, **kwargs).labels_.copy()
+        _disturb_global_rngs()
+        est2, args, kwargs, _ = _tiny["build"](method)
+        b = est2.fit(*args, **kwargs).labels_
+    finally:
+        torch.set_num_threads(n)
+    np.testing.assert_array_equal(a, b)
+    for key, value in (getattr(est, "extra_labels_", None) or {}).items():
+        np.testing.assert_array_equal(value, est2.extra_labels_[key], err_msg=key)
