@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="output folder (default runs/METHOD-DATASET-seedS)")
     r.add_argument("--n-clusters", type=int, default=None, help="default: the number of classes")
     r.add_argument("--device", default=None, help="auto, cpu, cuda or cuda:N (default: the preset's, else auto)")
-    r.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE", help="override constructor arguments")
+    r.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override constructor arguments")
     r.add_argument("--no-pictures", action="store_true", help="skip the PNG pictures")
     r.add_argument("--download", action="store_true",
                    help="download a missing catalog file from its canonical URL (checksum verified)")
