@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import numbers
 import time
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -25,6 +26,7 @@ __all__ = [
     "DeepClusterer",
     "check_data",
     "check_n_clusters",
+    "check_not_constant",
     "resolve_device",
     "make_generators",
 ]
@@ -188,6 +190,27 @@ def check_data(
     return arr
 
 
+def check_not_constant(X: np.ndarray, *, kind: InputKind = "any", mask: np.ndarray | None = None,
+                       name: str = "X") -> None:
+    """Raise ``ValueError`` when every sample to be clustered is identical.
+
+    Constant *features* (a band or pixel that never changes) are fine and accepted; data in
+    which all samples are the same point has no cluster structure at all, and every method would
+    return an arbitrary partition (or fail inside a standardisation by a zero deviation). For a
+    scene the samples are the pixels (those in ``mask`` when given). Costs one pass over ``X``.
+    """
+    if kind == "scene":
+        samples = X[mask] if mask is not None else X.reshape(-1, X.shape[-1])
+    else:
+        samples = X.reshape(X.shape[0], -1)
+    if samples.shape[0] >= 2 and bool((samples == samples[:1]).all()):
+        what = "pixels" if kind == "scene" else "samples"
+        raise ValueError(
+            f"all {samples.shape[0]} {what} of {name} are identical (constant data): there is "
+            "nothing to cluster; check that the right array or file was loaded"
+        )
+
+
 class DeepClusterer(ClusterMixin, BaseEstimator):
     """Base class of every deepclust estimator.
 
@@ -209,11 +232,17 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
     def fit(self, X, y=None, **fit_params):
         """Fit the model on ``X`` (``y`` is ignored: clustering uses no labels)."""
         X = check_data(X, kind=self.input_kind, min_samples=self._min_samples)
+        if self.input_kind == "scene" and fit_params.get("mask") is not None:
+            from deepclust.data.hsi import check_mask
+
+            fit_params["mask"] = check_mask(fit_params["mask"], X.shape[:2])
         n_samples = self._n_samples_of(X, fit_params)
         if hasattr(self, "n_clusters"):
             check_n_clusters(self.n_clusters, n_samples)
+        check_not_constant(X, kind=self.input_kind, mask=fit_params.get("mask"))
         self.device_ = resolve_device(getattr(self, "device", "cpu"))
         self._rng, self._torch_gen, self.seed_ = make_generators(getattr(self, "random_state", None))
+        self._prepare_checkpoint()
         start = time.perf_counter()
         self._fit(X, **fit_params)
         self.fit_seconds_ = time.perf_counter() - start
@@ -226,6 +255,10 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
 
         check_is_fitted(self, "labels_")
         X = check_data(X, kind=self.input_kind, min_samples=1)
+        if self.input_kind == "scene" and predict_params.get("mask") is not None:
+            from deepclust.data.hsi import check_mask
+
+            predict_params["mask"] = check_mask(predict_params["mask"], X.shape[:2])
         n_feat = int(np.prod(X.shape[1:])) if self.input_kind != "scene" else X.shape[-1]
         if n_feat != self.n_features_in_:
             raise ValueError(
@@ -245,6 +278,22 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
 
     def _predict(self, X: np.ndarray, **predict_params) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
+
+    def _prepare_checkpoint(self) -> None:
+        """Estimators with ``checkpoint_path``/``resume``: a fresh fit (``resume=False``) removes
+        an old checkpoint first, so a stale file never leaks finished stages into the new fit;
+        ``resume=True`` without a path is an error."""
+        path = getattr(self, "checkpoint_path", None)
+        resume = bool(getattr(self, "resume", False))
+        if path is None:
+            if resume:
+                raise ValueError("resume=True needs checkpoint_path= (the checkpoint file to resume from)")
+            return
+        path = Path(path)
+        if path.exists() and not path.is_file():
+            raise ValueError(f"checkpoint_path {path} is a folder; give a file path such as {path / 'fit.pt'}")
+        if not resume and path.exists():
+            path.unlink()
 
     def _n_samples_of(self, X: np.ndarray, fit_params: dict) -> int:
         """Number of samples to be clustered (scene methods count masked pixels)."""

@@ -2,7 +2,7 @@
 
     deepclust datasets
     deepclust run METHOD --dataset NAME | --data FILE [--gt FILE] [--preset fast|paper]
-                  [--seed S] [--out DIR] [--set key=value ...]
+                  [--seed S] [--out DIR] [--set key=value ...] [--checkpoint-dir DIR [--resume]]
     deepclust bench --methods m1,m2 --datasets d1,d2 --seeds 0,1,2 [--preset fast]
 
 Errors a user can fix (bad names, bad files, bad parameters) are printed in one line on stderr
@@ -65,6 +65,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-pictures", action="store_true", help="skip the PNG pictures")
     r.add_argument("--download", action="store_true",
                    help="download a missing catalog file from its canonical URL (checksum verified)")
+    r.add_argument("--checkpoint-dir", default=None,
+                   help="write a checkpoint after every epoch into this folder (deep methods)")
+    r.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its checkpoint in --checkpoint-dir")
     r.add_argument("-v", "--verbose", action="store_true", help="progress bars and info logging")
 
     g = sub.add_parser("segment", help="segment a scene patch-wise (RECAL) and write the map")
@@ -136,6 +140,7 @@ def _cmd_run(args) -> int:
         gt_key=args.gt_key, preset=args.preset, seed=args.seed, out=out,
         overrides=parse_overrides(args.set), n_clusters=args.n_clusters, device=args.device,
         pictures=not args.no_pictures, verbose=args.verbose, download=args.download or None,
+        checkpoint_dir=args.checkpoint_dir, resume=args.resume,
     )
     keys = ["acc", "nmi", "ari", "oa", "kappa"]
     shown = {k: round(record[k], 4) for k in keys if k in record}
@@ -179,12 +184,30 @@ def _cmd_bench(args) -> int:
     return 0
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings in one line, ``deepclust: warning: ...`` (``--debug`` shows Python's format)."""
+    text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+    print(f"deepclust: warning: {text}", file=file or sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if getattr(args, "verbose", False) else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s")
-    warnings.simplefilter("default")
+    with warnings.catch_warnings():  # restores the caller's warning settings afterwards
+        warnings.simplefilter("default")
+        if not args.debug:
+            warnings.showwarning = _show_warning
+        return _dispatch(parser, args)
+
+
+def _one_line(exc: BaseException) -> str:
+    # The message's own lines joined, so nothing the user needs is cut off.
+    return " ".join(part.strip() for part in str(exc).splitlines() if part.strip())
+
+
+def _dispatch(parser: argparse.ArgumentParser, args) -> int:
     commands = {"datasets": _cmd_datasets, "methods": _cmd_methods}
     try:
         if args.command in commands:
@@ -201,10 +224,20 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, FileNotFoundError, PermissionError, UserError, FloatingPointError) as exc:
         if args.debug:
             raise
-        # One line: the message's own lines joined, so nothing the user needs is cut off.
-        msg = " ".join(part.strip() for part in str(exc).splitlines() if part.strip()) or type(exc).__name__
-        print(f"deepclust: error: {msg}", file=sys.stderr)
+        print(f"deepclust: error: {_one_line(exc) or type(exc).__name__}", file=sys.stderr)
         return 2
+    except OSError as exc:  # disk full, an I/O error while writing, ...
+        if args.debug:
+            raise
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"deepclust: error: {exc.strerror or _one_line(exc)}{where}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug, not a user error: one line, and how to get the details
+        if args.debug:
+            raise
+        print(f"deepclust: unexpected error ({type(exc).__name__}: {_one_line(exc)}); rerun with --debug "
+              "for the traceback and please report it", file=sys.stderr)
+        return 1
     parser.error(f"unknown command {args.command}")
     return 2
 

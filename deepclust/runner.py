@@ -26,9 +26,19 @@ import numpy as np
 from deepclust import __version__
 from deepclust.metrics import evaluate, nmi
 
-__all__ = ["run_experiment", "parse_overrides", "build_estimator", "cluster_size_report"]
+__all__ = [
+    "DegenerateClusteringWarning",
+    "run_experiment",
+    "parse_overrides",
+    "build_estimator",
+    "cluster_size_report",
+]
 
 log = logging.getLogger("deepclust")
+
+
+class DegenerateClusteringWarning(UserWarning):
+    """Empty clusters or a collapse into one cluster (see :func:`cluster_size_report`)."""
 
 
 def parse_overrides(items: list[str] | None) -> dict[str, Any]:
@@ -67,6 +77,12 @@ def build_estimator(method: str, *, dataset: str | None, preset: str, seed: int,
     cls = get_method(method)
     params = get_preset(method, dataset, preset)
     valid = set(cls().get_params())
+    reserved = {"n_clusters": "--n-clusters K", "random_state": "--seed S"}
+    for key in overrides or {}:
+        if key in reserved:
+            raise ValueError(
+                f"--set {key}=... is not used: {key} is set by the command line; use {reserved[key]} instead"
+            )
     for key in list(params) + list(overrides or {}):
         if key not in valid:
             close = difflib.get_close_matches(key, valid, n=3)
@@ -83,22 +99,73 @@ def build_estimator(method: str, *, dataset: str | None, preset: str, seed: int,
     return cls(**params)
 
 
-def cluster_size_report(labels: np.ndarray, n_clusters: int) -> dict:
-    """Cluster sizes, empty clusters and the largest cluster's share (collapse detection)."""
+#: A cluster holding more than this share of the samples is a candidate collapse.
+COLLAPSE_SHARE = 0.9
+#: Samples used by the k-means reference of the collapse rule (a random subset beyond this).
+COLLAPSE_REFERENCE_SAMPLES = 5000
+
+
+def cluster_size_report(labels: np.ndarray, n_clusters: int, X: np.ndarray | None = None,
+                        *, seed: int = 0) -> dict:
+    """Cluster sizes, empty clusters and collapse detection (label-free).
+
+    Empty clusters: any of the ``n_clusters`` ids with no sample.
+
+    Collapse rule: the largest cluster holds more than ``COLLAPSE_SHARE`` (90%) of the samples
+    **and the data has more structure than that**, judged without labels: k-means with the same
+    ``n_clusters`` on the same data (``X``, flattened per sample; a random subset of
+    ``COLLAPSE_REFERENCE_SAMPLES`` when larger; 3 restarts) puts at most 90% of the samples in its
+    largest cluster. When k-means also puts more than 90% in one cluster, the data itself is
+    dominated by one group: that is recorded as ``dominant_cluster`` with a note, not as a
+    collapse. Without ``X`` the size rule alone decides (``collapse_reference`` is then None).
+    """
     labels = np.asarray(labels)
-    counts = np.bincount(labels[labels >= 0], minlength=n_clusters) if labels.size else np.zeros(n_clusters)
+    counts = np.bincount(labels[labels >= 0], minlength=n_clusters) if labels.size else np.zeros(n_clusters, int)
     share = float(counts.max() / max(labels.size, 1))
     report = {
         "cluster_sizes": counts.tolist(),
         "n_empty_clusters": int((counts == 0).sum()),
         "largest_cluster_share": share,
+        "collapse": False,
+        "collapse_reference": None,
+        "dominant_cluster": False,
         "warnings": [],
     }
     if report["n_empty_clusters"]:
-        report["warnings"].append(f"{report['n_empty_clusters']} of {n_clusters} clusters are empty")
-    if share > 0.9 and n_clusters > 1:
-        report["warnings"].append(f"collapse: one cluster holds {share:.0%} of the samples")
+        report["warnings"].append(
+            f"{report['n_empty_clusters']} of {n_clusters} clusters are empty: the model uses fewer "
+            "clusters than asked for"
+        )
+    if share > COLLAPSE_SHARE and n_clusters > 1:
+        ref = _kmeans_largest_share(X, n_clusters, seed) if X is not None else None
+        report["collapse_reference"] = ref
+        if ref is None or ref <= COLLAPSE_SHARE:
+            report["collapse"] = True
+            why = (f"; k-means on the same data puts at most {ref:.0%} in one cluster" if ref is not None
+                   else "")
+            report["warnings"].append(
+                f"collapse: one cluster holds {share:.0%} of the samples{why}. Try another seed, a "
+                "lower learning rate or more pretraining"
+            )
+        else:
+            report["dominant_cluster"] = True
+            report["note"] = (
+                f"one cluster holds {share:.0%} of the samples, but k-means also puts {ref:.0%} in one "
+                "cluster: the data itself is dominated by one group (not counted as a collapse)"
+            )
     return report
+
+
+def _kmeans_largest_share(X: np.ndarray, n_clusters: int, seed: int) -> float:
+    from sklearn.cluster import KMeans as SKKMeans
+
+    X = np.asarray(X).reshape(len(X), -1)
+    if X.shape[0] > COLLAPSE_REFERENCE_SAMPLES:
+        rows = np.random.default_rng(seed).choice(X.shape[0], COLLAPSE_REFERENCE_SAMPLES, replace=False)
+        X = X[np.sort(rows)]
+    k = min(int(n_clusters), X.shape[0])
+    lab = SKKMeans(n_clusters=k, n_init=3, random_state=seed).fit(X.astype(np.float32)).labels_
+    return float(np.bincount(lab).max() / lab.size)
 
 
 def _peak_rss_mb() -> float:
@@ -107,14 +174,32 @@ def _peak_rss_mb() -> float:
 
 
 def _check_writable(out: Path) -> None:
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ValueError(f"--out {out}: cannot create its parent folder ({exc.strerror})") from exc
+    """Refuse an ``--out`` that cannot be written, *before* any work and without creating
+    anything: the nearest existing ancestor must be a writable folder."""
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder; choose another path")
-    if not os.access(out.parent, os.W_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise ValueError(f"--out {out} is not writable; choose a folder you can write to")
+    probe = out
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"--out {out}: {probe} is a file, so the folder cannot be created there")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ValueError(f"--out {out} is not writable ({probe} is read-only); choose a folder you can write to")
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """``mkdir -p folder``; returns the folders it created (deepest last), to undo on failure."""
+    created = []
+    for p in reversed([folder, *folder.parents]):
+        if not p.exists():
+            try:
+                p.mkdir()
+            except OSError as exc:
+                raise ValueError(f"cannot create the output folder {p} ({exc.strerror})") from exc
+            created.append(p)
+    return created
 
 
 def _publish(staging: Path, out: Path) -> None:
@@ -161,6 +246,8 @@ def run_experiment(
     pictures: bool = True,
     verbose: bool = False,
     download: bool | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: bool = False,
 ) -> dict:
     """Run one experiment and write ``metrics.json``, ``labels.npy`` (and for scenes
     ``label_map.npy``), ``model.pt`` for deep methods, and the pictures. Returns the metrics."""
@@ -187,11 +274,13 @@ def run_experiment(
                           overrides=overrides, device=device)
     if verbose and "verbose" in est.get_params():
         est.set_params(verbose=True)
+    checkpoint = _setup_checkpoint(est, method, ds.name, seed, checkpoint_dir, resume)
 
+    created = _make_parents(out.parent)
     staging = out.parent / f".{out.name}.partial-{os.getpid()}"
     if staging.exists():
         shutil.rmtree(staging)
-    staging.mkdir(parents=True)
+    staging.mkdir()
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -206,6 +295,11 @@ def run_experiment(
                     raise ValueError(f"{method} clusters images; {ds.name} holds {ds.kind}")
                 est.fit(X)
             fit_seconds = time.perf_counter() - t0
+        seen: set[str] = set()
+        for w in caught:  # shown once each (they are also recorded in metrics.json)
+            if str(w.message) not in seen:
+                seen.add(str(w.message))
+                warnings.warn(w.message, stacklevel=2)
         labels = np.asarray(est.labels_, dtype=np.int64)
         np.save(staging / "labels.npy", labels)
 
@@ -229,22 +323,24 @@ def run_experiment(
             if ds.y is not None:
                 r = evaluate(ds.y, alt)
                 record[f"{name}"] = {k: r[k] for k in ("acc", "nmi", "ari")}
+        sizes = cluster_size_report(labels, n_clusters, ds.X, seed=seed)
         record.update(
             fit_seconds=round(fit_seconds, 3),
             peak_rss_mb=round(_peak_rss_mb(), 1),
             device=str(getattr(est, "device_", "cpu")),
             torch_threads=torch.get_num_threads(),
             selection=getattr(est, "selection_", "final model (no selection)"),
+            checkpoint=checkpoint,
             params=_jsonable(est.get_params()),
-            sizes=cluster_size_report(labels, n_clusters),
+            sizes=sizes,
             diagnostics=_jsonable(getattr(est, "diagnostics_", {}) or {}),
-            warnings=sorted({str(w.message) for w in caught}),
+            warnings=sorted({str(w.message) for w in caught} | set(sizes["warnings"])),
             deepclust_version=__version__,
             torch_version=torch.__version__,
             machine={"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version()},
         )
         for w in record["sizes"]["warnings"]:
-            warnings.warn(w, stacklevel=2)
+            warnings.warn(w, DegenerateClusteringWarning, stacklevel=2)
 
         model = getattr(est, "model_", None)
         if isinstance(model, torch.nn.Module):
@@ -279,8 +375,40 @@ def run_experiment(
         _publish(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        for folder in reversed(created):  # the parents this run made, now empty again
+            try:
+                folder.rmdir()
+            except OSError:
+                break
         raise
     return record
+
+
+def _setup_checkpoint(est, method: str, name: str, seed: int, checkpoint_dir, resume: bool) -> dict | None:
+    """Point the estimator's ``checkpoint_path`` into ``checkpoint_dir`` (one file per method,
+    dataset and seed) and set ``resume``. Returns what metrics.json records about it."""
+    if checkpoint_dir is None:
+        if resume:
+            raise ValueError("--resume needs --checkpoint-dir DIR: the folder the interrupted run wrote to")
+        return None
+    params = est.get_params()
+    if "checkpoint_path" not in params:
+        raise ValueError(
+            f"{method} does not write checkpoints (it has no training loop to resume); drop --checkpoint-dir"
+        )
+    folder = Path(checkpoint_dir)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"--checkpoint-dir {folder} exists and is not a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"--checkpoint-dir {folder} is not writable")
+    path = folder / f"{method}-{name}-seed{seed}.pt"
+    if resume and not path.exists():
+        warnings.warn(f"--resume: no checkpoint at {path}; starting from the beginning", UserWarning, stacklevel=3)
+    est.set_params(checkpoint_path=str(path), resume=bool(resume))
+    if "checkpoint_every" in params and not params["checkpoint_every"]:
+        est.set_params(checkpoint_every=1)
+    return {"path": str(path), "resumed": bool(resume and path.exists())}
 
 
 def _full_scene_map(est, ds) -> np.ndarray | None:

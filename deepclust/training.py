@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["History", "fit_loop", "minibatches", "atomic_torch_save", "load_checkpoint"]
+__all__ = ["History", "fit_loop", "minibatches", "atomic_torch_save", "load_checkpoint", "pack_state", "unpack_state"]
 
 log = logging.getLogger("deepclust")
 
@@ -116,17 +116,32 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         ) from exc
 
 
-def _rng_state(generator: torch.Generator | None) -> dict:
+def _rng_state(generator: torch.Generator | None, rng: Any = None) -> dict:
     state = {"torch_cpu": torch.get_rng_state()}
     if generator is not None:
         state["generator"] = generator.get_state()
+    if rng is not None:  # a numpy Generator: its state is a dict of ints (weights_only-safe)
+        state["numpy"] = rng.bit_generator.state
     return state
 
 
-def _set_rng_state(state: dict, generator: torch.Generator | None) -> None:
+def _set_rng_state(state: dict, generator: torch.Generator | None, rng: Any = None) -> None:
     torch.set_rng_state(state["torch_cpu"])
     if generator is not None and "generator" in state:
         generator.set_state(state["generator"])
+    if rng is not None and "numpy" in state:
+        rng.bit_generator.state = state["numpy"]
+
+
+def _load_model(model: torch.nn.Module, state: dict, path) -> None:
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:  # missing/unexpected keys or shape mismatches
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(
+            f"checkpoint {path} does not fit this model ({first}); it was written with other "
+            "parameters or data. Delete it, or fit without resume"
+        ) from exc
 
 
 def fit_loop(
@@ -149,6 +164,7 @@ def fit_loop(
     load_extra_state: Callable[[dict], None] | None = None,
     clip_grad_norm: float | None = None,
     manual_backward: bool = False,
+    rng: Any = None,
     verbose: bool = False,
 ) -> History:
     """Run ``epochs`` epochs of ``step`` over ``batches(epoch)`` and return the history.
@@ -186,6 +202,9 @@ def fit_loop(
         one, in which case this stage is skipped).
     extra_state, load_extra_state
         Save/restore method state beyond the model and optimizer (centres, targets, ...).
+    rng
+        A numpy ``Generator`` the method draws from during training (optional): its state is
+        saved and restored with the torch generators.
     manual_backward
         When True, gradients are zeroed *before* ``step`` and ``step`` calls ``backward`` itself
         (e.g. to accumulate a full-batch gradient over memory-bounded chunks); its ``"loss"``
@@ -195,17 +214,31 @@ def fit_loop(
     start_epoch = 0
     global_step = 0
     done_stages: list[str] = []
+    stage_final: dict[str, dict] = {}
     if checkpoint_path is not None and Path(checkpoint_path).exists():
         # The file remembers which stages of this fit finished; a method starting a fresh fit
         # (resume=False) removes its old checkpoint first.
         ckpt = load_checkpoint(checkpoint_path)
         done_stages = list(ckpt.get("done_stages", []))
+        stage_final = dict(ckpt.get("stage_final", {}))
+        if resume and stage in done_stages and stage in stage_final:
+            # A finished stage is skipped, leaving the model, generators and method state exactly
+            # as they were at its end (not as at the later stage the checkpoint was written in),
+            # so whatever the method computes between stages is recomputed identically.
+            snap = stage_final[stage]
+            _load_model(model, snap["model"], checkpoint_path)
+            history.stages.update(History.from_dict(ckpt["history"]).stages)
+            if load_extra_state is not None and "extra" in snap:
+                load_extra_state(snap["extra"])
+            _set_rng_state(snap["rng"], generator, rng)
+            log.info("resume: stage %s already finished, skipping", stage)
+            return history
         if resume and (stage in done_stages or ckpt.get("stage") == stage):
-            model.load_state_dict(ckpt["model"])
+            _load_model(model, ckpt["model"], checkpoint_path)
             history.stages.update(History.from_dict(ckpt["history"]).stages)
             if load_extra_state is not None and "extra" in ckpt:
                 load_extra_state(ckpt["extra"])
-            _set_rng_state(ckpt["rng"], generator)
+            _set_rng_state(ckpt["rng"], generator, rng)
             if stage in done_stages:
                 log.info("resume: stage %s already finished, skipping", stage)
                 return history
@@ -218,17 +251,23 @@ def fit_loop(
         if checkpoint_path is None:
             return
         done = done_stages + ([stage] if finished and stage not in done_stages else [])
+        rng_now = _rng_state(generator, rng)
+        extra_now = extra_state() if extra_state is not None else {}
+        finals = dict(stage_final)
+        if finished:  # what a resumed fit needs to skip this stage (see above)
+            finals[stage] = {"model": model.state_dict(), "rng": rng_now, "extra": extra_now}
         atomic_torch_save(
             {
                 "stage": stage,
                 "epoch": epoch,
                 "global_step": global_step,
                 "done_stages": done,
+                "stage_final": finals,
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "history": history.to_dict(),
-                "rng": _rng_state(generator),
-                "extra": extra_state() if extra_state is not None else {},
+                "rng": rng_now,
+                "extra": extra_now,
             },
             checkpoint_path,
         )
@@ -285,3 +324,33 @@ def fit_loop(
     if bar is not None:
         bar.close()
     return history
+
+
+def pack_state(obj: Any) -> Any:
+    """Method state -> something ``torch.load(weights_only=True)`` reads back: numpy arrays become
+    tensors (marked, so :func:`unpack_state` restores them as arrays), numpy scalars Python ones;
+    dicts, lists, tuples, tensors, str, numbers and None pass through (recursively)."""
+    import numpy as np
+
+    if isinstance(obj, np.ndarray):
+        return {"__ndarray__": torch.from_numpy(np.ascontiguousarray(obj))}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, dict):
+        return {k: pack_state(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(pack_state(v) for v in obj)
+    if isinstance(obj, torch.Tensor):
+        return obj.detach().clone()
+    return obj
+
+
+def unpack_state(obj: Any) -> Any:
+    """Inverse of :func:`pack_state`."""
+    if isinstance(obj, dict):
+        if set(obj) == {"__ndarray__"}:
+            return obj["__ndarray__"].numpy()
+        return {k: unpack_state(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return type(obj)(unpack_state(v) for v in obj)
+    return obj

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import struct
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -50,8 +51,8 @@ def _pick_key(path: Path, keys: list[str], key: str | None, what: str = "array")
     if not keys:
         raise ValueError(f"{path}: holds no numeric {what}")
     raise ValueError(
-        f"{path}: holds several {what}s ({', '.join(keys)}); pass key= (and gt_key= for the "
-        "labels) to say which one to load"
+        f"{path}: holds several {what}s ({', '.join(keys)}); pass key=NAME to say which one to load "
+        "(command line: --key NAME; labels in the same file: gt_key= / --gt-key)"
     )
 
 
@@ -95,7 +96,15 @@ def _read_h5(path: Path, key: str | None, *, matlab: bool) -> np.ndarray:
             dsets = _h5_datasets(f)
             name = _pick_key(path, sorted(dsets), key, "dataset" if not matlab else "array")
             arr = np.asarray(dsets[name][()])
-    except OSError as exc:
+    except ValueError as exc:
+        if str(exc).startswith(str(path)):
+            raise  # our own message (key choice)
+        raise ValueError(
+            f"{path}: not a readable HDF5/MATLAB v7.3 file, truncated or corrupt ({exc})"
+        ) from exc
+    except (OSError, KeyError, RuntimeError, IndexError, TypeError, AttributeError, SystemError) as exc:
+        # h5py reports a corrupt file as any of these (KeyError: "invalid dataset size, likely
+        # file corruption", found by tests/data/test_loaders_fuzz.py)
         raise ValueError(
             f"{path}: not a readable HDF5/MATLAB v7.3 file, truncated or corrupt ({exc})"
         ) from exc
@@ -149,6 +158,83 @@ def read_mat(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
     return arr
 
 
+# What numpy raises on a corrupt .npy header or body (a header is parsed with Python's literal
+# parser, so a broken one gives SyntaxError or tokenize.TokenError; found by the loader fuzz tests).
+_NPY_ERRORS = (
+    ValueError, OSError, EOFError, SyntaxError, TypeError, KeyError, IndexError, MemoryError,
+    OverflowError, tokenize.TokenError, zipfile.BadZipFile, zlib.error, struct.error,
+)
+
+
+def _npy_header(fh) -> tuple[tuple[int, ...], np.dtype, int]:
+    """(shape, dtype, header length) of an open .npy stream, without reading the data."""
+    fmt = np.lib.format
+    version = fmt.read_magic(fh)
+    reader = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+    shape, _, dtype = reader(fh)
+    return tuple(int(d) for d in shape), np.dtype(dtype), fh.tell()
+
+
+def _npy_nbytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
+    return int(np.prod(shape, dtype=object)) * dtype.itemsize
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+        fh.seek(0)
+        if magic != b"\x93NUMPY":  # np.load would take any other bytes for a pickle
+            raise ValueError(
+                f"{path}: not a readable .npy file, truncated or corrupt (it does not start with "
+                "the NumPy header); re-save it with numpy.save"
+            )
+        try:
+            shape, dtype, offset = _npy_header(fh)
+        except _NPY_ERRORS as exc:
+            raise ValueError(f"{path}: not a readable .npy file, its header is corrupt ({exc})") from exc
+    if dtype.hasobject:
+        raise ValueError(f"{path}: holds Python objects; deepclust never unpickles data files")
+    need = offset + _npy_nbytes(shape, dtype)
+    size = path.stat().st_size
+    if size < need:  # checked before np.load allocates what a corrupt header claims
+        raise ValueError(
+            f"{path}: not a readable .npy file, truncated or corrupt: it has {size:,} bytes but its "
+            f"header ({shape} {dtype}) needs {need:,}"
+        )
+    try:
+        return np.load(path, allow_pickle=False)
+    except _NPY_ERRORS as exc:
+        raise ValueError(f"{path}: not a readable .npy file, truncated or corrupt ({exc})") from exc
+
+
+def _read_npz_member(path: Path, key: str | None) -> np.ndarray:
+    """One numeric array of an .npz; only the chosen member's data is read (headers for the rest)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            numeric = {}
+            for info in zf.infolist():
+                if not info.filename.endswith(".npy"):
+                    continue
+                with zf.open(info) as fh:
+                    shape, dtype, offset = _npy_header(fh)
+                if dtype.kind in "biuf" and not dtype.hasobject:
+                    if info.file_size < offset + _npy_nbytes(shape, dtype):
+                        raise ValueError(
+                            f"{path}: not a readable npz archive: member {info.filename} is shorter "
+                            f"than its header ({shape} {dtype}) says"
+                        )
+                    numeric[info.filename[: -len(".npy")]] = info
+            chosen = _pick_key(path, list(numeric), key)
+            with zf.open(numeric[chosen]) as fh:
+                return np.lib.format.read_array(fh, allow_pickle=False)
+    except ValueError as exc:
+        if str(exc).startswith(str(path)):
+            raise
+        raise ValueError(f"{path}: not a readable npz archive, truncated or corrupt ({exc})") from exc
+    except _NPY_ERRORS as exc:
+        raise ValueError(f"{path}: not a readable npz archive, truncated or corrupt ({exc})") from exc
+
+
 def read_array(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
     """One numeric array from ``.mat``, ``.npy``, ``.npz``, ``.h5``/``.hdf5`` or an IDX file."""
     path = Path(path)
@@ -159,34 +245,9 @@ def read_array(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
     if suffix == ".mat":
         return read_mat(path, key)
     if suffix == ".npy":
-        try:
-            return np.load(path, allow_pickle=False)
-        except ValueError as exc:
-            if "pickle" in str(exc).lower():
-                raise ValueError(
-                    f"{path}: holds Python objects; deepclust never unpickles data files"
-                ) from exc
-            raise ValueError(
-                f"{path}: not a readable .npy file, truncated or corrupt ({exc})"
-            ) from exc
-        except (OSError, EOFError) as exc:
-            raise ValueError(
-                f"{path}: not a readable .npy file, truncated or corrupt ({exc})"
-            ) from exc
+        return _read_npy(path)
     if suffix == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                numeric = [k for k in z.files if z[k].dtype.kind in "biuf"]
-                chosen = _pick_key(path, numeric, key)
-                return z[chosen]
-        except ValueError as exc:
-            if str(exc).startswith(str(path)):
-                raise
-            raise ValueError(f"{path}: not a readable npz archive ({exc})") from exc
-        except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as exc:
-            raise ValueError(
-                f"{path}: not a readable npz archive, truncated or corrupt ({exc})"
-            ) from exc
+        return _read_npz_member(path, key)
     if suffix in (".h5", ".hdf5", ".he5"):
         return _read_h5(path, key, matlab=False)
     if any(h in name for h in _IDX_HINTS) or suffix == ".gz":
@@ -270,6 +331,8 @@ def load_file(
     if image_size is not None:
         raise ValueError("image_size= applies to image folders only")
     arr = read_array(path, key)
+    if arr.size == 0:
+        raise ValueError(f"{path}: the array is empty (shape {arr.shape}); there is nothing to cluster")
     if gt is not None:
         source = str(gt) if not isinstance(gt, np.ndarray) else "the gt array"
         gt_arr = np.asarray(gt) if isinstance(gt, np.ndarray) else read_array(gt, gt_key)
@@ -281,6 +344,11 @@ def load_file(
     if gt_arr is not None and gt_arr.ndim == 2 and 1 in gt_arr.shape and arr.ndim != 3:
         gt_arr = gt_arr.reshape(-1)  # a MATLAB column/row vector of labels
 
+    if gt_arr is not None and gt_arr.ndim == 2 and arr.ndim != 3 and kind in (None, "scene"):
+        raise ValueError(
+            f"the ground truth from {source} is a 2-D map {gt_arr.shape}, which needs a 3-D "
+            f"hyperspectral cube (H, W, B), but {path} holds a {arr.ndim}-D array {arr.shape}"
+        )
     if kind is None:
         if arr.ndim == 3:
             if gt_arr is not None and gt_arr.squeeze().ndim == 2:
@@ -318,6 +386,10 @@ def load_file(
             raise ValueError(f"{path}: vectors must be 2-D (N, D), got shape {arr.shape}")
         X = np.ascontiguousarray(arr.reshape(arr.shape[0], -1), dtype=np.float32)
         if not np.all(np.isfinite(X)):
-            raise ValueError(f"{path}: holds NaN or Inf values")
+            bad = int(np.count_nonzero(~np.isfinite(X)))
+            raise ValueError(
+                f"{path}: holds {bad} NaN or Inf value(s); remove or impute them "
+                "(e.g. sklearn.impute.SimpleImputer) before clustering"
+            )
     y = _as_labels(gt_arr, X.shape[0], source) if gt_arr is not None else None
     return Dataset(name=name, kind=kind, X=X, y=y, info=info)

@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # torch is imported lazily: loading data does not need it
 
 __all__ = [
     "check_gt",
+    "check_mask",
     "extract_patches",
     "extract_patches_torch",
     "iter_patches",
@@ -72,6 +73,40 @@ def check_gt(cube: np.ndarray, gt: np.ndarray) -> np.ndarray:
     gt = gt.astype(np.int64)
     gt[gt < 0] = 0  # e.g. Trento's -1 background
     return gt
+
+
+def check_mask(mask, shape: tuple[int, int], *, name: str = "mask") -> np.ndarray:
+    """Validate a pixel mask for an (H, W) scene and return it as a bool (H, W) array.
+
+    Accepted: a bool array, or an integer array holding only 0 and 1 (e.g. a mask saved from
+    MATLAB as uint8). Anything else — floats, other integer values, strings — is a ``TypeError``
+    or ``ValueError`` saying what was given, because ``np.asarray(mask, bool)`` would silently
+    turn e.g. a 0.5-thresholded probability map or a class map into "every non-zero pixel".
+    A mask of the wrong shape, or one that selects no pixel, is a ``ValueError``.
+    """
+    arr = np.asarray(mask)
+    if arr.dtype != np.bool_:
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise TypeError(
+                f"{name} must be a boolean (H, W) array (True = cluster this pixel), got dtype "
+                f"{arr.dtype}; build one with e.g. mask = gt > 0"
+            )
+        values = np.unique(arr)
+        if not np.isin(values, (0, 1)).all():
+            shown = ", ".join(str(v) for v in values[:6]) + (", ..." if values.size > 6 else "")
+            raise ValueError(
+                f"{name} is an integer array with values {shown}; a mask holds only 0/1 or "
+                "True/False (to cluster the labelled pixels of a class map use mask = gt > 0)"
+            )
+        arr = arr.astype(bool)
+    if arr.shape != tuple(shape):
+        raise ValueError(
+            f"{name} has shape {arr.shape} but the scene is (H, W) = {tuple(shape)}; "
+            "the mask needs one entry per pixel"
+        )
+    if not arr.any():
+        raise ValueError(f"{name} selects no pixel (it is all False); nothing to cluster")
+    return arr
 
 
 def labelled_mask(gt: np.ndarray) -> np.ndarray:
@@ -294,18 +329,18 @@ def scene_dataset(
     """
     cube = _check_cube(cube)
     if not np.all(np.isfinite(cube)):
-        raise ValueError(f"{name}: the cube holds NaN or Inf values")
+        bad = int(np.count_nonzero(~np.isfinite(cube)))
+        raise ValueError(
+            f"{name}: the cube holds {bad} NaN or Inf value(s); replace them (e.g. by the mean of "
+            "their band, or mask those pixels out) before clustering"
+        )
     cube = np.ascontiguousarray(cube, dtype=np.float32)
     if gt is not None:
         gt = check_gt(cube, gt)
     if mask is None:
         mask = labelled_mask(gt) if gt is not None else np.ones(cube.shape[:2], dtype=bool)
     else:
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != cube.shape[:2]:
-            raise ValueError(f"mask has shape {mask.shape} but the cube is {cube.shape}")
-        if not mask.any():
-            raise ValueError("the mask selects no pixel")
+        mask = check_mask(mask, cube.shape[:2])
     index = np.argwhere(mask).astype(np.int64)  # (N, 2), row-major
     X = cube[mask]  # (N, B), row-major
     y = gt[mask] if gt is not None else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import tokenize
 import zipfile
 import zlib
 from pathlib import Path
@@ -89,7 +90,8 @@ def read_npz(path: str | os.PathLike) -> dict[str, np.ndarray]:
                 "Re-save it with plain numeric/string arrays"
             ) from exc
         raise ValueError(f"{path}: cannot read the npz archive ({exc})") from exc
-    except (zipfile.BadZipFile, EOFError, OSError, zlib.error, KeyError) as exc:
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error, KeyError, SyntaxError, TypeError,
+            IndexError, MemoryError, tokenize.TokenError) as exc:  # numpy parses a header as a literal
         raise ValueError(
             f"{path}: not a readable npz archive, truncated or corrupt ({exc})"
         ) from exc
@@ -138,7 +140,8 @@ def to_nchw_unit(
     elif np.issubdtype(a.dtype, np.floating):
         out = a.astype(np.float32)
         if not np.isfinite(out).all():
-            raise ValueError(f"{name}: contains NaN or Inf values")
+            bad = int(np.count_nonzero(~np.isfinite(out)))
+            raise ValueError(f"{name}: contains {bad} NaN or Inf value(s); replace them before clustering")
         lo, hi = float(out.min()), float(out.max())
         if lo >= 0.0 and hi <= 1.0:
             note = "unchanged (already in [0, 1])"
@@ -214,8 +217,13 @@ def _read_images(
             with Image.open(io.BytesIO(data)) as img:
                 img.load()
                 a = _pil_to_array(img, size)
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise ValueError(f"{f}: cannot read the image ({exc})") from exc
+        except UnidentifiedImageError as exc:
+            raise ValueError(
+                f"{f}: cannot read the image: Pillow does not recognise it (a corrupt or truncated "
+                "file, or not an image); remove or replace it"
+            ) from exc
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise ValueError(f"{f}: cannot read the image ({exc}); remove or replace it") from exc
         if first_shape is None:
             first_shape, first_file = a.shape[1:], f
         elif a.shape[1:] != first_shape:

@@ -32,7 +32,7 @@ import torch
 from deepclust.base import DeepClusterer
 from deepclust.losses.dec import kl_divergence, student_t_assignment, target_distribution
 from deepclust.nn.dec_ae import DECAutoencoder
-from deepclust.training import History, fit_loop, minibatches
+from deepclust.training import History, fit_loop, minibatches, pack_state, unpack_state
 
 __all__ = ["DEC", "IDEC"]
 
@@ -87,6 +87,8 @@ def _train_dec(
     seed: int,
     generator: torch.Generator,
     verbose: bool,
+    checkpoint_path: str | None = None,
+    resume: bool = False,
 ) -> dict:
     """Pretrain, k-means-initialise and train DEC (``gamma=None``) or IDEC (``gamma`` = weight).
 
@@ -113,6 +115,7 @@ def _train_dec(
             model=model, optimizer=opt, step=rec_step, epochs=pretrain_epochs, stage="pretrain",
             batches=lambda e: minibatches(n, batch_size, generator=generator), history=history,
             generator=generator, verbose=verbose,
+            checkpoint_path=checkpoint_path, checkpoint_every=1 if checkpoint_path else 0, resume=resume,
         )
 
     # -- stage 2: k-means initialisation of the centres in the embedding --------------------
@@ -172,6 +175,10 @@ def _train_dec(
         model=model, optimizer=opt, step=clu_step, epochs=epochs, stage="cluster",
         batches=batches, history=history, generator=generator, verbose=verbose,
         on_epoch_end=lambda e, m: state["converged"] or state["step"] >= max_iter,
+        checkpoint_path=checkpoint_path, checkpoint_every=1 if checkpoint_path else 0, resume=resume,
+        # targets, step count and last labels resume with the model (refreshes are not epoch-aligned)
+        extra_state=lambda: {"state": pack_state(state)},
+        load_extra_state=lambda extra: state.update(unpack_state(extra["state"])),
     )
 
     with torch.no_grad():
@@ -218,6 +225,10 @@ class DEC(DeepClusterer):
         k-means restarts for the centre initialisation (lowest inertia kept).
     random_state : int or None
     device : str, default "auto"
+    checkpoint_path : str or None
+        Checkpoint file written after every epoch of both stages (None: no checkpoints).
+    resume : bool, default False
+        Continue an interrupted fit from ``checkpoint_path`` (same data and parameters).
     verbose : bool, default False
 
     Attributes
@@ -246,11 +257,15 @@ class DEC(DeepClusterer):
         update_interval: int = 140,
         tol: float = 1e-3,
         n_init: int = 20,
+        checkpoint_path: str | None = None,
+        resume: bool = False,
         random_state: int | None = None,
         device: str = "auto",
         verbose: bool = False,
     ):
         self.n_clusters = n_clusters
+        self.checkpoint_path = checkpoint_path
+        self.resume = resume
         self.hidden_dims = hidden_dims
         self.latent_dim = latent_dim
         self.alpha = alpha
@@ -296,7 +311,7 @@ class DEC(DeepClusterer):
             lr=float(self.lr), batch_size=int(self.batch_size), max_iter=int(self.max_iter),
             update_interval=int(self.update_interval), tol=float(self.tol),
             n_init=int(self.n_init), seed=int(self.seed_), generator=self._torch_gen,
-            verbose=bool(self.verbose),
+            verbose=bool(self.verbose), checkpoint_path=self.checkpoint_path, resume=bool(self.resume),
         )
         self.model_ = out["model"].cpu()
         self.labels_ = out["labels"]
@@ -353,6 +368,8 @@ class IDEC(DEC):
         update_interval: int = 140,
         tol: float = 1e-3,
         n_init: int = 20,
+        checkpoint_path: str | None = None,
+        resume: bool = False,
         random_state: int | None = None,
         device: str = "auto",
         verbose: bool = False,
@@ -361,7 +378,8 @@ class IDEC(DEC):
             n_clusters, hidden_dims=hidden_dims, latent_dim=latent_dim, alpha=alpha,
             pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr, lr=lr,
             batch_size=batch_size, max_iter=max_iter, update_interval=update_interval, tol=tol,
-            n_init=n_init, random_state=random_state, device=device, verbose=verbose,
+            n_init=n_init, checkpoint_path=checkpoint_path, resume=resume, random_state=random_state,
+            device=device, verbose=verbose,
         )
         self.gamma = gamma
 

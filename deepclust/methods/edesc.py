@@ -154,6 +154,9 @@ def pretrain_autoencoder(
     device,
     history: History,
     verbose: bool = False,
+    checkpoint_path: str | None = None,
+    resume: bool = False,
+    rng: np.random.Generator | None = None,
 ) -> None:
     """Reconstruction (MSE) pretraining with Adam on shuffled mini-batches."""
     if epochs <= 0:
@@ -175,6 +178,10 @@ def pretrain_autoencoder(
         history=history,
         batches=lambda e: minibatches(X.shape[0], batch_size, generator=generator),
         generator=generator,
+        checkpoint_path=checkpoint_path,
+        checkpoint_every=1 if checkpoint_path else 0,
+        resume=resume,
+        rng=rng,
         verbose=verbose,
     )
 
@@ -192,6 +199,9 @@ def _train_edesc(
     device,
     history: History,
     verbose: bool,
+    checkpoint_path: str | None = None,
+    resume: bool = False,
+    rng: np.random.Generator | None = None,
 ) -> None:
     opt = torch.optim.Adam(net.parameters(), lr=lr)
 
@@ -213,6 +223,10 @@ def _train_edesc(
         history=history,
         batches=lambda e: minibatches(X.shape[0], batch_size, generator=generator),
         generator=generator,
+        checkpoint_path=checkpoint_path,
+        checkpoint_every=1 if checkpoint_path else 0,
+        resume=resume,
+        rng=rng,
         verbose=verbose,
     )
 
@@ -234,6 +248,10 @@ class EDESC(DeepClusterer):
     hidden, latent : autoencoder sizes (d-500-500-2000-latent).
     pretrain_epochs, epochs, batch_size, lr, pretrain_lr : training schedule.
     kmeans_n_init : int, default 30
+    checkpoint_path : str or None
+        Checkpoint file written after every epoch of both stages (None: no checkpoints).
+    resume : bool, default False
+        Continue an interrupted fit from ``checkpoint_path`` (same data and parameters).
     random_state, device, verbose
 
     Attributes
@@ -259,11 +277,15 @@ class EDESC(DeepClusterer):
         lr: float = 1e-3,
         pretrain_lr: float = 1e-3,
         kmeans_n_init: int = 30,
+        checkpoint_path: str | None = None,
+        resume: bool = False,
         random_state: int | None = None,
         device: str = "auto",
         verbose: bool = False,
     ):
         self.n_clusters = n_clusters
+        self.checkpoint_path = checkpoint_path
+        self.resume = resume
         self.n_subspace_dims = n_subspace_dims
         self.eta = eta
         self.kl_weight = kl_weight
@@ -299,6 +321,9 @@ class EDESC(DeepClusterer):
             device=self.device_,
             history=history,
             verbose=self.verbose,
+            checkpoint_path=self.checkpoint_path,
+            resume=bool(self.resume),
+            rng=self._rng,
         )
         z = encode_all(ae, Xt, batch_size=4096, device=self.device_)
         init_labels, _ = kmeans_codes(z, k, n_init=int(self.kmeans_n_init), seed=self.seed_)
@@ -316,6 +341,9 @@ class EDESC(DeepClusterer):
             device=self.device_,
             history=history,
             verbose=self.verbose,
+            checkpoint_path=self.checkpoint_path,
+            resume=bool(self.resume),
+            rng=self._rng,
         )
         self.model_ = net
         self.history_ = history

@@ -55,7 +55,7 @@ from deepclust.methods.edesc import (
     seeded_init,
 )
 from deepclust.nn.conv_ae import ConvPatchAutoencoder
-from deepclust.training import History, fit_loop
+from deepclust.training import History, fit_loop, pack_state, unpack_state
 
 __all__ = [
     "SCDSC",
@@ -228,6 +228,9 @@ def _train_scdsc(
     generator: torch.Generator,
     history: History,
     verbose: bool,
+    checkpoint_path: str | None = None,
+    resume: bool = False,
+    rng: np.random.Generator | None = None,
 ) -> dict:
     """Joint training (eq. 17), full batch; returns the selected/last states and labels."""
     n = X.shape[0]
@@ -305,6 +308,14 @@ def _train_scdsc(
         batches=lambda e: [None],
         generator=generator,
         manual_backward=True,
+        checkpoint_path=checkpoint_path,
+        checkpoint_every=1 if checkpoint_path else 0,
+        resume=resume,
+        rng=rng,
+        # the epoch-selection record (shares, best epoch, its labels and weights) is part of a
+        # resumable state: without it a resumed fit could select a different epoch
+        extra_state=lambda: {"track": pack_state(track)},
+        load_extra_state=lambda extra: track.update(unpack_state(extra["track"])),
         verbose=verbose,
     )
     return track
@@ -342,6 +353,10 @@ class SCDSC(DeepClusterer):
     threshold : float, default 0.9
         Confidence level of the label-free epoch rule.
     selection : {"confident", "last"}
+    checkpoint_path : str or None
+        Checkpoint file written after every epoch of pretraining and joint training (None: none).
+    resume : bool, default False
+        Continue an interrupted fit from ``checkpoint_path`` (same cube, mask and parameters).
     chunk_size : int or None
         None trains full-batch exactly; an int bounds memory (see module notes).
     finch_backend : {"torch", "faiss"}
@@ -384,11 +399,15 @@ class SCDSC(DeepClusterer):
         selection: Literal["confident", "last"] = "confident",
         chunk_size: int | None = None,
         finch_backend: str = "torch",
+        checkpoint_path: str | None = None,
+        resume: bool = False,
         random_state: int | None = None,
         device: str = "auto",
         verbose: bool = False,
     ):
         self.n_clusters = n_clusters
+        self.checkpoint_path = checkpoint_path
+        self.resume = resume
         self.local = local
         self.nonlocal_ = nonlocal_
         self.beta = beta
@@ -501,6 +520,9 @@ class SCDSC(DeepClusterer):
             device=dev,
             history=history,
             verbose=self.verbose,
+            checkpoint_path=self.checkpoint_path,
+            resume=bool(self.resume),
+            rng=self._rng,
         )
         timings["pretrain_seconds"] = time.perf_counter() - t0
 
@@ -537,6 +559,9 @@ class SCDSC(DeepClusterer):
             generator=self._torch_gen,
             history=history,
             verbose=self.verbose,
+            checkpoint_path=self.checkpoint_path,
+            resume=bool(self.resume),
+            rng=self._rng,
         )
         timings["train_seconds"] = time.perf_counter() - t0
         timings["seconds_per_epoch"] = timings["train_seconds"] / int(self.epochs)

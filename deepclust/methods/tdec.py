@@ -59,7 +59,7 @@ from deepclust.losses.dec import kl_divergence, student_t_assignment, target_dis
 from deepclust.losses.tsne import dim_reduction_loss
 from deepclust.nn.dec_ae import mlp
 from deepclust.nn.transformer_ae import MLPImageAE, TransformerAE
-from deepclust.training import History, fit_loop, minibatches
+from deepclust.training import History, fit_loop, minibatches, pack_state, unpack_state
 
 __all__ = ["TDEC", "TDECNet", "augment", "target_size"]
 
@@ -171,6 +171,8 @@ def _train_tdec(
     seed: int,
     generator: torch.Generator,
     verbose: bool,
+    checkpoint_path: str | None = None,
+    resume: bool = False,
 ) -> dict:
     """Algorithm 1: pretrain on L_stru (alpha = 0), then alternate refreshes and batch steps."""
     n = X.shape[0]
@@ -204,7 +206,8 @@ def _train_tdec(
         opt = torch.optim.Adam(net.parameters(), lr=lr)
         fit_loop(model=net, optimizer=opt, step=pre_step, epochs=pretrain_epochs, stage="pretrain",
                  batches=lambda e: minibatches(n, batch_size, generator=generator),
-                 history=history, generator=generator, verbose=verbose)
+                 history=history, generator=generator, verbose=verbose,
+                 checkpoint_path=checkpoint_path, checkpoint_every=1 if checkpoint_path else 0, resume=resume)
 
     if not clustering_head:  # CH off: learnable centres initialised by k-means, as IDEC
         from sklearn.cluster import KMeans
@@ -269,7 +272,11 @@ def _train_tdec(
         opt = torch.optim.Adam(net.parameters(), lr=lr)
         fit_loop(model=net, optimizer=opt, step=step, epochs=epochs, stage="cluster",
                  batches=batches, history=history, generator=generator, verbose=verbose,
-                 on_epoch_end=lambda e, m: state["converged"] or state["step"] >= max_iter)
+                 on_epoch_end=lambda e, m: state["converged"] or state["step"] >= max_iter,
+                 checkpoint_path=checkpoint_path, checkpoint_every=1 if checkpoint_path else 0, resume=resume,
+                 # the refresh state (step count, targets, centres, last labels) resumes with the model
+                 extra_state=lambda: {"state": pack_state(state)},
+                 load_extra_state=lambda extra: state.update(unpack_state(extra["state"])))
 
     # -- line 14: forward pass for the final labels -----------------------------------------
     steps_done = state["step"]
@@ -333,6 +340,10 @@ class TDEC(DeepClusterer):
     augment : bool, default True
         Rotation up to ``max_rotation`` degrees and shifts up to ``max_shift * H`` pixels.
     max_rotation, max_shift : float, default 10, 0.1
+    checkpoint_path : str or None
+        Checkpoint file written after every epoch of both stages (None: no checkpoints).
+    resume : bool, default False
+        Continue an interrupted fit from ``checkpoint_path`` (same data and parameters).
     random_state, device, verbose
         As everywhere in deepclust.
 
@@ -375,11 +386,15 @@ class TDEC(DeepClusterer):
         augment: bool = True,
         max_rotation: float = 10.0,
         max_shift: float = 0.1,
+        checkpoint_path: str | None = None,
+        resume: bool = False,
         random_state: int | None = None,
         device: str = "auto",
         verbose: bool = False,
     ):
         self.n_clusters = n_clusters
+        self.checkpoint_path = checkpoint_path
+        self.resume = resume
         self.transformer = transformer
         self.clustering_head = clustering_head
         self.dim_reduction = dim_reduction
@@ -504,7 +519,7 @@ class TDEC(DeepClusterer):
             batch_size=int(self.batch_size), update_interval=self.update_interval,
             tol=float(self.tol), max_rotation=float(self.max_rotation),
             max_shift=float(self.max_shift), seed=int(self.seed_), generator=self._torch_gen,
-            verbose=bool(self.verbose),
+            verbose=bool(self.verbose), checkpoint_path=self.checkpoint_path, resume=bool(self.resume),
         )
         st = out["state"]
         self.model_ = net.cpu()

@@ -82,7 +82,7 @@ def test_augment_is_seeded_and_bounded():
 def test_tdec_bad_input():
     X, _ = _images()
     with pytest.raises(ValueError, match="too small"):
-        TDEC(n_clusters=3, **TINY).fit(np.zeros((10, 1, 4, 4), np.float32))
+        TDEC(n_clusters=3, **TINY).fit(np.random.default_rng(0).random((10, 1, 4, 4), dtype=np.float32))
     with pytest.raises(ValueError, match="neighbor_mode"):
         TDEC(n_clusters=3, **{**TINY, "neighbor_mode": "x"}).fit(X)
     with pytest.raises(ValueError, match="neighbor_rate"):
