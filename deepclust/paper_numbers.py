@@ -44,6 +44,12 @@ PAPER_NUMBERS: dict[tuple[str, str, str | None], dict] = {
     ("recal+kmeans", "mnist", None): _n(None, 0.885, source=_RECAL_T7),
     ("recal+kmeans", "usps", None): _n(None, 0.913, source=_RECAL_T7),
     ("recal+kmeans", "coil20", None): _n(None, 0.948, source=_RECAL_T7),
+    # SCDSC paper: OA (as "acc") and NMI; Table 1 (Houston, SCDSC's 130x130 crop), Table 5 (PaviaU).
+    ("scdsc", "houston", None): _n(0.7441, 0.7902, source="SCDSC paper, Table 1"),
+    ("kmeans", "houston", None): _n(0.6450, 0.6973, source="SCDSC paper, Table 1"),
+    ("finch", "houston", None): _n(0.7210, 0.7702, source="SCDSC paper, Table 1"),
+    ("idec", "houston", None): _n(0.6758, 0.7851, source="SCDSC paper, Table 1"),
+    ("scdsc", "paviau", None): _n(0.6948, None, source="SCDSC paper, Table 5 (MC&L)"),
     # PICI paper, UC Merced at 224 px, ViT-small, 1,050 epochs.
     ("pici", "ucmerced", None): _n(0.634, 0.681, 0.492, source=_PICI),
     ("cc", "ucmerced", None): _n(0.480, 0.609, 0.356, source=_PICI),

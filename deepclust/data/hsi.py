@@ -278,7 +278,8 @@ def extract_patches_torch(
 
     The patches are read through an ``as_strided`` window view (H, W, B, p, p) of the padded
     cube and one advanced-indexing gather: only the N patches are copied. Measured 2x faster
-    than gathering with broadcast (row, col) index grids (benchmarks/RESULTS.md (section "Per-method measurements")). Indices
+    than gathering with broadcast (row, col) index grids (benchmarks/RESULTS.md, data loaders).
+    Indices
     outside the scene raise torch's ``IndexError`` (the view's sizes are (H, W, ...)).
     """
     import torch
