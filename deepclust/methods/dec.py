@@ -31,7 +31,7 @@ import torch
 
 from deepclust.base import DeepClusterer
 from deepclust.losses.dec import kl_divergence, student_t_assignment, target_distribution
-from deepclust.nn.dec_ae import DECAutoencoder
+from deepclust.nn.mlp_ae import MLPAutoencoder
 from deepclust.training import History, fit_loop, minibatches, pack_state, unpack_state
 
 __all__ = ["DEC", "IDEC"]
@@ -40,7 +40,7 @@ __all__ = ["DEC", "IDEC"]
 class _DECModule(torch.nn.Module):
     """Autoencoder plus the learnable cluster centres ``mu`` (K, latent_dim)."""
 
-    def __init__(self, ae: DECAutoencoder, n_clusters: int):
+    def __init__(self, ae: MLPAutoencoder, n_clusters: int):
         super().__init__()
         self.ae = ae
         self.centers = torch.nn.Parameter(torch.zeros(n_clusters, ae.latent_dim))
@@ -99,7 +99,7 @@ def _train_dec(
     # Weights are initialised from the seed without touching the caller's global RNG state.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = _DECModule(DECAutoencoder(d, hidden_dims, latent_dim), n_clusters).to(device)
+        model = _DECModule(MLPAutoencoder(d, hidden_dims, latent_dim), n_clusters).to(device)
     history = History()
 
     # -- stage 1: autoencoder pretraining on the reconstruction loss ------------------------

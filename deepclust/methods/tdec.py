@@ -57,7 +57,7 @@ from deepclust.base import DeepClusterer
 from deepclust.cluster.density_peaks import density_peaks, knn_indices, neighbor_assignment
 from deepclust.losses.dec import kl_divergence, student_t_assignment, target_distribution
 from deepclust.losses.tsne import dim_reduction_loss
-from deepclust.nn.dec_ae import mlp
+from deepclust.nn.mlp_ae import mlp
 from deepclust.nn.transformer_ae import MLPImageAE, TransformerAE
 from deepclust.training import History, fit_loop, minibatches, pack_state, unpack_state
 

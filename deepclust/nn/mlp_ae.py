@@ -1,4 +1,10 @@
-"""The fully connected autoencoder of DEC/IDEC/EDESC: d-500-500-2000-z and its mirror."""
+"""Fully connected networks: the ``mlp`` builder and the DEC/IDEC/EDESC autoencoder
+d-500-500-2000-z with its mirrored decoder.
+
+Hidden layers use ReLU; the code and the reconstruction are linear, as in DEC (Xie et al. 2016,
+sec. 3.2) and IDEC's reference set-up. TDEC's encoding/decoding layers and Dim-Reduction block are
+built with the same :func:`mlp`.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +13,17 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-__all__ = ["MLPAutoencoder"]
+__all__ = ["mlp", "MLPAutoencoder"]
 
 
-def _mlp(sizes: Sequence[int], *, last_act: bool) -> nn.Sequential:
+def mlp(dims: Sequence[int], *, last_activation: bool = False) -> nn.Sequential:
+    """Linear layers ``dims[0] -> dims[1] -> ... -> dims[-1]`` with ReLU between them."""
+    if len(dims) < 2:
+        raise ValueError(f"an MLP needs at least an input and an output size, got {list(dims)}")
     layers: list[nn.Module] = []
-    for i in range(len(sizes) - 1):
-        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
-        if i < len(sizes) - 2 or last_act:
+    for i in range(len(dims) - 1):
+        layers.append(nn.Linear(int(dims[i]), int(dims[i + 1])))
+        if i < len(dims) - 2 or last_activation:
             layers.append(nn.ReLU())
     return nn.Sequential(*layers)
 
@@ -38,12 +47,15 @@ class MLPAutoencoder(nn.Module):
         self.hidden = tuple(int(h) for h in hidden)
         self.latent = int(latent)
         self.latent_dim = self.latent
-        self.encoder = _mlp([self.in_dim, *self.hidden, self.latent], last_act=False)
-        self.decoder = _mlp([self.latent, *reversed(self.hidden), self.in_dim], last_act=False)
+        self.encoder = mlp([self.in_dim, *self.hidden, self.latent])
+        self.decoder = mlp([self.latent, *reversed(self.hidden), self.in_dim])
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """(N, in_dim) -> (N, latent)."""
         return self.encoder(x)
+
+    #: The embedding used for clustering (same as :meth:`encode`).
+    forward_features = encode
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """(N, latent) -> (N, in_dim)."""

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from deepclust.nn.dec_ae import mlp
+from deepclust.nn.mlp_ae import mlp
 
 __all__ = [
     "sinusoidal_positions",
