@@ -22,7 +22,22 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["ViewAugmenter", "channel_stats"]
+__all__ = ["ViewAugmenter", "channel_stats", "prepare_images"]
+
+
+def prepare_images(X: np.ndarray) -> np.ndarray:
+    """Images are expected in [0, 1]; other ranges are min-max scaled with a warning."""
+    lo, hi = float(X.min()), float(X.max())
+    if lo < 0.0 or hi > 1.0:
+        import warnings
+
+        warnings.warn(
+            f"images are expected in [0, 1] but range over [{lo:.3g}, {hi:.3g}]; rescaling them "
+            "(divide uint8 images by 255 to silence this)",
+            stacklevel=3,
+        )
+        X = (X - lo) / max(hi - lo, 1e-12)
+    return X.astype(np.float32, copy=False)
 
 
 def channel_stats(X: np.ndarray, max_samples: int = 2048) -> tuple[list[float], list[float]]:

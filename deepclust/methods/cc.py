@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepclust.augment import ViewAugmenter, channel_stats
+from deepclust.augment import ViewAugmenter, channel_stats, prepare_images
 from deepclust.base import DeepClusterer, check_data
 from deepclust.losses.contrastive import cluster_contrastive_loss, instance_contrastive_loss
 from deepclust.nn.heads import ClusterHead, InstanceHead
@@ -118,20 +118,6 @@ def _embed(model: CCNet, augmenter: ViewAugmenter, X: torch.Tensor, device: torc
     return torch.cat(hs), torch.cat(zs), torch.cat(cs)
 
 
-def _prepare_images(X: np.ndarray) -> np.ndarray:
-    lo, hi = float(X.min()), float(X.max())
-    if lo < 0.0 or hi > 1.0:
-        import warnings
-
-        warnings.warn(
-            f"images are expected in [0, 1] but range over [{lo:.3g}, {hi:.3g}]; rescaling them "
-            "(divide uint8 images by 255 to silence this)",
-            stacklevel=3,
-        )
-        X = (X - lo) / max(hi - lo, 1e-12)
-    return X.astype(np.float32, copy=False)
-
-
 class ContrastiveClustering(DeepClusterer):
     """Contrastive Clustering (instance + cluster contrast on a ResNet).
 
@@ -218,7 +204,7 @@ class ContrastiveClustering(DeepClusterer):
 
     def _fit(self, X: np.ndarray) -> None:
         self._check_params()
-        X = _prepare_images(X)
+        X = prepare_images(X)
         mean, std = channel_stats(X)
         self.channel_mean_, self.channel_std_ = mean, std
         with torch.random.fork_rng(devices=[]):
@@ -273,7 +259,7 @@ class ContrastiveClustering(DeepClusterer):
         }
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
-        X = _prepare_images(X)
+        X = prepare_images(X)
         _, _, c = _embed(self.model_, self._augmenter, torch.from_numpy(X), self.device_)
         return c.argmax(dim=1).numpy().astype(np.int64)
 
@@ -282,6 +268,6 @@ class ContrastiveClustering(DeepClusterer):
         from sklearn.utils.validation import check_is_fitted
 
         check_is_fitted(self, "labels_")
-        X = _prepare_images(check_data(X, kind="images", min_samples=1))
+        X = prepare_images(check_data(X, kind="images", min_samples=1))
         h, _, _ = _embed(self.model_, self._augmenter, torch.from_numpy(X), self.device_)
         return h.numpy()

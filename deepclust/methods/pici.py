@@ -27,14 +27,13 @@ Choices where the paper is silent (also in docs/methods/pici.md):
 from __future__ import annotations
 
 import logging
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from deepclust.augment import ViewAugmenter, channel_stats
+from deepclust.augment import ViewAugmenter, channel_stats, prepare_images
 from deepclust.base import DeepClusterer
 from deepclust.losses.contrastive import (
     cluster_contrastive_loss,
@@ -233,19 +232,6 @@ def _embed(
     return torch.cat(hs), (torch.cat(zs) if zs else None), (torch.cat(cs) if cs else None)
 
 
-def _prepare_images(X: np.ndarray) -> np.ndarray:
-    """Images are expected in [0, 1]; other ranges are min-max scaled with a warning."""
-    lo, hi = float(X.min()), float(X.max())
-    if lo < 0.0 or hi > 1.0:
-        warnings.warn(
-            f"images are expected in [0, 1] but range over [{lo:.3g}, {hi:.3g}]; rescaling them "
-            "(divide uint8 images by 255 to silence this)",
-            stacklevel=3,
-        )
-        X = (X - lo) / max(hi - lo, 1e-12)
-    return X.astype(np.float32, copy=False)
-
-
 class PICI(DeepClusterer):
     """PICI deep image clustering (ViT/MAE + instance/cluster contrast + cross-level interaction).
 
@@ -442,7 +428,7 @@ class PICI(DeepClusterer):
     # -- fit / predict ---------------------------------------------------------------------
     def _fit(self, X: np.ndarray) -> None:
         self._check_params()
-        X = _prepare_images(X)
+        X = prepare_images(X)
         mean, std = channel_stats(X)
         self.channel_mean_, self.channel_std_ = mean, std
         with torch.random.fork_rng(devices=[]):
@@ -508,7 +494,7 @@ class PICI(DeepClusterer):
         return labels, extra
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
-        X = _prepare_images(X)
+        X = prepare_images(X)
         if X.shape[1] != self.model_.mae.in_chans:
             raise ValueError(f"X has {X.shape[1]} channels, the model was fitted on {self.model_.mae.in_chans}")
         labels, _ = self._assign(torch.from_numpy(X), fit=False)
@@ -521,6 +507,6 @@ class PICI(DeepClusterer):
         from deepclust.base import check_data
 
         check_is_fitted(self, "labels_")
-        X = _prepare_images(check_data(X, kind="images", min_samples=1))
+        X = prepare_images(check_data(X, kind="images", min_samples=1))
         h, _, _ = _embed(self.model_, self._augmenter, torch.from_numpy(X), self.device_, 256)
         return h.numpy()
