@@ -120,7 +120,9 @@ def render_results(bench_dir: Path = Path("benchmarks")) -> Path:
              "ACC/NMI/ARI in [0, 1]; NMI with arithmetic normalisation (`nmi_max` in the JSON files);",
              "fit time and peak RSS of the whole run process. Paper numbers are quoted from the",
              "source given and were obtained with the paper's own settings (usually GPU, paper",
-             "preset), not ours.", ""]
+             "preset), not ours. ¹ the method's extra `kmeans` label set: k-means on the learned",
+             "features (RECAL, after training) or the k-means initialisation on the pretrained",
+             "autoencoder's features (DEC/IDEC, before the clustering stage).", ""]
     for dataset in sorted(by_dataset):
         lines += [f"### {dataset}", "",
                   "| method | preset | seeds | ACC | NMI | ARI | fit s | peak MB | paper (ACC / NMI / ARI) |",
@@ -152,7 +154,7 @@ def render_results(bench_dir: Path = Path("benchmarks")) -> Path:
                     if apaper:
                         atxt = " / ".join("–" if apaper.get(m) is None else f"{apaper[m]:.3f}" for m in METRICS)
                         atxt += f" ({apaper['source']})"
-                    lines.append(f"| {name} → k-means on features | {p['preset']} | {seeds} | "
+                    lines.append(f"| {name} → k-means labels¹ | {p['preset']} | {seeds} | "
                                  f"{' | '.join(acols)} | | | {atxt} |")
         lines.append("")
     lines.append(END)
