@@ -46,7 +46,9 @@ def _data() -> dict[str, torch.Tensor]:
     }
 
 
-def _losses(case: str, model, x, x_b, index, global_batch: bool) -> torch.Tensor:
+def _losses(case: str, model, x, x_b, index, global_batch: bool | None) -> torch.Tensor:
+    if case.endswith("_local"):  # control: per-rank losses, which must NOT match the union batch
+        case, global_batch = case.removesuffix("_local"), False
     if case == "contrastive":
         z_a, l_a = model(x)
         z_b, l_b = model(x_b)

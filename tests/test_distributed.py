@@ -14,6 +14,7 @@ from deepclust.losses.minicluster import minicluster_kl
 from deepclust.losses.recal import recal_entropies
 
 CASES = ["contrastive", "recal", "scdsc", "scdsc_auto_n"]
+CONTROLS = ["contrastive_local", "recal_local", "scdsc_local"]  # per-rank losses: must differ
 
 
 def test_helpers_are_noops_without_a_process_group():
@@ -61,7 +62,7 @@ def test_two_gloo_processes_match_one_process_on_the_union_batch(tmp_path, monke
 
     mp.spawn(
         ddp_worker.run,
-        args=(2, str(tmp_path / "init"), str(tmp_path), CASES),
+        args=(2, str(tmp_path / "init"), str(tmp_path), CASES + CONTROLS),
         nprocs=2,
         join=True,
     )
@@ -75,3 +76,7 @@ def test_two_gloo_processes_match_one_process_on_the_union_batch(tmp_path, monke
             # the step moved the weights (the comparison is not vacuous)
             moved = max(float((got["ref_w"][k] - v).abs().max()) for k, v in got["w0"].items())
             assert moved > 1e-4, (case, moved)
+        for case in CONTROLS:  # without the global batch the 2-process step is measurably different
+            got = res[case]
+            # (NaN counts as different: a rank's shard may miss a mini-cluster entirely)
+            assert not abs(got["loss"] - got["ref_loss"]) <= 1e-3, (case, r, got["loss"], got["ref_loss"])
