@@ -96,6 +96,42 @@ def run(rank: int, world: int, init_file: str, out_dir: str, cases: list[str]) -
             ddp = DDP(net, find_unused_parameters=True)  # recal/scdsc leave the instance head unused
             loss, w = _step(ddp, case, shard, global_batch=None)
             results[case] = {"ref_loss": ref_loss, "loss": loss, "ref_w": ref_w, "w": w, "w0": w0}
+        results["fit_loop"] = fit_loop_case(out_dir, "ddp")
         torch.save(results, f"{out_dir}/rank{rank}.pt")
     finally:
         dist.destroy_process_group()
+
+
+def fit_loop_case(out_dir: str, tag: str) -> dict[str, torch.Tensor]:
+    """Two epochs of ``fit_loop`` (SGD) on sharded ``minibatches`` with the global contrastive loss.
+
+    Run in 2 processes, ``minibatches(shard=True)`` gives each rank half of every global batch and
+    ``fit_loop`` broadcasts rank 0's weights and averages the gradients; run in a plain process it
+    is the single-process reference. Rank 1 starts from different weights on purpose.
+    """
+    from deepclust.distributed import rank
+    from deepclust.training import fit_loop, minibatches
+
+    data = _data()
+    torch.manual_seed(0 if rank() == 0 else 99)
+    net = _Net().double()
+    opt = torch.optim.SGD(net.parameters(), lr=0.5, momentum=0.9)  # scale-sensitive (Adam is not)
+    gen = torch.Generator().manual_seed(7)  # same seed on every rank -> same permutation
+
+    def step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        loss = _losses("contrastive", net, data["x"][idx], data["x_b"][idx], data["index"][idx], None)
+        return {"loss": loss}
+
+    hist = fit_loop(
+        model=net,
+        optimizer=opt,
+        step=step,
+        epochs=2,
+        batches=lambda epoch: minibatches(N, 6, generator=gen, shard=True),
+        generator=gen,
+        checkpoint_path=f"{out_dir}/ckpt_{tag}_r{rank()}.pt",
+        checkpoint_every=1,
+    )
+    out = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    out["loss_history"] = torch.tensor(hist.stages["train"]["loss"], dtype=torch.float64)
+    return out

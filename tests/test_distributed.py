@@ -66,6 +66,8 @@ def test_two_gloo_processes_match_one_process_on_the_union_batch(tmp_path, monke
         nprocs=2,
         join=True,
     )
+    ref_fit = ddp_worker.fit_loop_case(str(tmp_path), "single")  # this process has no group
+    assert (tmp_path / "ckpt_ddp_r0.pt").exists() and not (tmp_path / "ckpt_ddp_r1.pt").exists()  # rank 0 only
     for r in range(2):
         res = torch.load(tmp_path / f"rank{r}.pt", weights_only=True)
         for case in CASES:
@@ -80,3 +82,6 @@ def test_two_gloo_processes_match_one_process_on_the_union_batch(tmp_path, monke
             got = res[case]
             # (NaN counts as different: a rank's shard may miss a mini-cluster entirely)
             assert not abs(got["loss"] - got["ref_loss"]) <= 1e-3, (case, r, got["loss"], got["ref_loss"])
+        # fit_loop + sharded minibatches: both ranks end with the single-process weights
+        for k, ref in ref_fit.items():
+            torch.testing.assert_close(res["fit_loop"][k], ref, atol=1e-5, rtol=0, msg=f"fit_loop rank {r} {k}")
