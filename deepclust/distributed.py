@@ -22,6 +22,10 @@ Without DDP (manual all-reduce of gradients) divide the summed gradients by ``W`
 from __future__ import annotations
 
 import os
+import pickle
+import tempfile
+from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -34,6 +38,7 @@ __all__ = [
     "all_reduce_sum",
     "init_from_env",
     "use_global_batch",
+    "launch_local",
 ]
 
 
@@ -165,3 +170,35 @@ def init_from_env(backend: str = "auto") -> bool:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend=backend, init_method="env://")
     return True
+
+
+def _local_worker(rank_: int, nproc: int, tmp: str, fn: Callable[..., Any], kwargs: dict) -> None:
+    backend = "nccl" if torch.cuda.is_available() and torch.cuda.device_count() >= nproc else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(rank_)
+    dist.init_process_group(backend, init_method=f"file://{tmp}/rendezvous", rank=rank_, world_size=nproc)
+    try:
+        result = fn(**kwargs)
+        if rank_ == 0:
+            with open(os.path.join(tmp, "result.pkl"), "wb") as fh:
+                pickle.dump(result, fh)
+    finally:
+        dist.destroy_process_group()
+
+
+def launch_local(nproc: int, fn: Callable[..., Any], kwargs: dict | None = None) -> Any:
+    """Run ``fn(**kwargs)`` in ``nproc`` local processes joined in one process group.
+
+    gloo on CPU; NCCL with one GPU per process when there are enough GPUs. ``fn`` must be a
+    module-level function (it is pickled into the spawned workers). Returns rank 0's result.
+    """
+    if not isinstance(nproc, int) or nproc < 1:
+        raise ValueError(f"nproc must be an integer >= 1, got {nproc!r}")
+    if is_distributed():
+        raise ValueError("launch_local was called inside a process group; call it from the launcher process")
+    import torch.multiprocessing as mp
+
+    with tempfile.TemporaryDirectory(prefix="deepclust-ddp-") as tmp:
+        mp.spawn(_local_worker, args=(nproc, tmp, fn, dict(kwargs or {})), nprocs=nproc, join=True)
+        with open(os.path.join(tmp, "result.pkl"), "rb") as fh:
+            return pickle.load(fh)  # written by our own rank 0 just now

@@ -83,13 +83,22 @@ def minibatches(
     ``shard=True`` under ``torch.distributed`` (a no-op otherwise): ``batch_size`` is the
     *global* batch; every rank draws the same permutation (same seed on every rank) and keeps
     the rows ``rank::world_size`` of each global batch, so the union of the ranks' batches is
-    exactly the single-process batch (DistributedSampler semantics, per batch).
+    exactly the single-process batch (DistributedSampler semantics, per batch). The
+    permutation is broadcast from rank 0 (a collective: every rank must call this). A rank may get
+    an empty batch when the last global batch has fewer rows than there are ranks; drop it with
+    ``drop_last`` or choose sizes so that it does not happen.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     stop = n - (n % batch_size) if drop_last and n >= batch_size else n
     r, w = (dist_rank(), dist_world_size()) if shard else (0, 1)
+    if w > 1 and shuffle:
+        # rank 0's permutation everywhere: the ranks' generators may have drifted apart (e.g. an
+        # augmentation drawing per sample of unequal shards), and the shards must partition.
+        import torch.distributed as dist
+
+        dist.broadcast(order, src=0)
     for start in range(0, stop, batch_size):
         batch = order[start : start + batch_size]
         yield batch[r::w] if w > 1 else batch
