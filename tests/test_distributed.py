@@ -85,3 +85,25 @@ def test_two_gloo_processes_match_one_process_on_the_union_batch(tmp_path, monke
         # fit_loop + sharded minibatches: both ranks end with the single-process weights
         for k, ref in ref_fit.items():
             torch.testing.assert_close(res["fit_loop"][k], ref, atol=1e-5, rtol=0, msg=f"fit_loop rank {r} {k}")
+
+
+def test_cli_run_with_two_local_processes(tmp_path, monkeypatch):
+    import json
+
+    import numpy as np
+
+    from deepclust.cli import main
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "x.npy", rng.random((40, 1, 16, 16)).astype(np.float32))
+    np.save(tmp_path / "y.npy", np.arange(40) % 2)
+    base = ["run", "cc", "--data", str(tmp_path / "x.npy"), "--gt", str(tmp_path / "y.npy"), "--no-pictures"]
+    tiny = ["--set", "epochs=1", "img_size=16", "width=4", "stem=cifar", "batch_size=16"]
+    assert main(base + ["--nproc", "0", "--out", str(tmp_path / "bad")] + tiny) == 2
+    assert main(base + ["--nproc", "2", "--checkpoint-dir", str(tmp_path / "c"), "--out", str(tmp_path / "b")]) == 2
+    out = tmp_path / "run"
+    assert main(base + ["--nproc", "2", "--out", str(out)] + tiny) == 0
+    record = json.loads((out / "metrics.json").read_text())
+    assert record["nproc"] == 2 and record["n_samples"] == 40
+    assert np.load(out / "labels.npy").shape == (40,)
