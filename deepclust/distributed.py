@@ -21,8 +21,8 @@ Without DDP (manual all-reduce of gradients) divide the summed gradients by ``W`
 
 from __future__ import annotations
 
+import json
 import os
-import pickle
 import tempfile
 from collections.abc import Callable
 from typing import Any
@@ -180,8 +180,8 @@ def _local_worker(rank_: int, nproc: int, tmp: str, fn: Callable[..., Any], kwar
     try:
         result = fn(**kwargs)
         if rank_ == 0:
-            with open(os.path.join(tmp, "result.pkl"), "wb") as fh:
-                pickle.dump(result, fh)
+            with open(os.path.join(tmp, "result.json"), "w") as fh:
+                json.dump(result, fh)
     finally:
         dist.destroy_process_group()
 
@@ -190,7 +190,8 @@ def launch_local(nproc: int, fn: Callable[..., Any], kwargs: dict | None = None)
     """Run ``fn(**kwargs)`` in ``nproc`` local processes joined in one process group.
 
     gloo on CPU; NCCL with one GPU per process when there are enough GPUs. ``fn`` must be a
-    module-level function (it is pickled into the spawned workers). Returns rank 0's result.
+    module-level function (it is pickled into the spawned workers) returning something JSON can
+    write. Returns rank 0's result (read back from JSON).
     """
     if not isinstance(nproc, int) or nproc < 1:
         raise ValueError(f"nproc must be an integer >= 1, got {nproc!r}")
@@ -200,5 +201,5 @@ def launch_local(nproc: int, fn: Callable[..., Any], kwargs: dict | None = None)
 
     with tempfile.TemporaryDirectory(prefix="deepclust-ddp-") as tmp:
         mp.spawn(_local_worker, args=(nproc, tmp, fn, dict(kwargs or {})), nprocs=nproc, join=True)
-        with open(os.path.join(tmp, "result.pkl"), "rb") as fh:
-            return pickle.load(fh)  # written by our own rank 0 just now
+        with open(os.path.join(tmp, "result.json")) as fh:
+            return json.load(fh)
