@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write a checkpoint after every epoch into this folder (deep methods)")
     r.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from its checkpoint in --checkpoint-dir")
+    r.add_argument("--nproc", type=int, default=1,
+                   help="train with N local processes (torch.distributed: gloo on CPU, NCCL on GPUs)")
     r.add_argument("-v", "--verbose", action="store_true", help="progress bars and info logging")
 
     g = sub.add_parser("segment", help="segment a scene patch-wise (RECAL) and write the map")
@@ -135,13 +137,23 @@ def _cmd_run(args) -> int:
 
     src = args.dataset or Path(args.data).stem
     out = args.out or f"runs/{args.method}-{src}-seed{args.seed}"
-    record = run_experiment(
-        args.method, dataset=args.dataset, data=args.data, gt=args.gt, key=args.key,
+    kwargs = dict(
+        dataset=args.dataset, data=args.data, gt=args.gt, key=args.key,
         gt_key=args.gt_key, preset=args.preset, seed=args.seed, out=out,
         overrides=parse_overrides(args.set), n_clusters=args.n_clusters, device=args.device,
         pictures=not args.no_pictures, verbose=args.verbose, download=args.download or None,
         checkpoint_dir=args.checkpoint_dir, resume=args.resume,
     )
+    if args.nproc < 1:
+        raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
+    if args.nproc == 1:
+        record = run_experiment(args.method, **kwargs)
+    else:
+        if args.checkpoint_dir is not None:
+            raise ValueError("--checkpoint-dir with --nproc > 1 is not supported yet; drop one of them")
+        from deepclust.distributed import launch_local
+
+        record = launch_local(args.nproc, _distributed_run, {"method": args.method, **kwargs})
     keys = ["acc", "nmi", "ari", "oa", "kappa"]
     shown = {k: round(record[k], 4) for k in keys if k in record}
     for name in ("kmeans",):
@@ -155,6 +167,20 @@ def _cmd_run(args) -> int:
     print(json.dumps(shown))
     print(f"outputs written to {out}/")
     return 0
+
+
+def _distributed_run(method: str, **kwargs) -> dict:
+    """One worker of ``run --nproc N``: rank 0 writes the outputs, the others write nowhere."""
+    import tempfile
+
+    from deepclust.distributed import rank
+    from deepclust.runner import _jsonable, run_experiment
+
+    if rank() == 0:
+        return _jsonable(run_experiment(method, **kwargs))  # sent back to the launcher as JSON
+    with tempfile.TemporaryDirectory(prefix="deepclust-rank") as tmp:
+        kwargs.update(out=str(Path(tmp) / "out"), pictures=False)
+        return run_experiment(method, **kwargs)
 
 
 def _cmd_segment(args) -> int:

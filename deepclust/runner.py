@@ -229,6 +229,12 @@ def _jsonable(obj):
     return repr(obj)
 
 
+def _world_size() -> int:
+    from deepclust.distributed import world_size as ws
+
+    return ws()
+
+
 def run_experiment(
     method: str,
     *,
@@ -310,6 +316,7 @@ def run_experiment(
             "seed": seed,
             "n_samples": int(labels.shape[0]),
             "n_clusters": int(n_clusters),
+            "nproc": _world_size(),  # processes that trained (torch.distributed world size)
         }
         if ds.y is not None:
             res = evaluate(ds.y, labels)

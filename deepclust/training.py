@@ -29,6 +29,10 @@ from typing import Any
 
 import torch
 
+from deepclust.distributed import is_distributed
+from deepclust.distributed import rank as dist_rank
+from deepclust.distributed import world_size as dist_world_size
+
 __all__ = ["History", "fit_loop", "minibatches", "atomic_torch_save", "load_checkpoint", "pack_state", "unpack_state"]
 
 log = logging.getLogger("deepclust")
@@ -69,18 +73,35 @@ def minibatches(
     generator: torch.Generator | None = None,
     shuffle: bool = True,
     drop_last: bool = False,
+    shard: bool = False,
 ) -> Iterator[torch.Tensor]:
     """Index tensors of the mini-batches of one epoch over ``n`` samples.
 
     The permutation is drawn from ``generator`` (a local CPU generator), so an epoch's batches are
     reproducible from the seed.
+
+    ``shard=True`` under ``torch.distributed`` (a no-op otherwise): ``batch_size`` is the
+    *global* batch; every rank draws the same permutation (same seed on every rank) and keeps
+    the rows ``rank::world_size`` of each global batch, so the union of the ranks' batches is
+    exactly the single-process batch (DistributedSampler semantics, per batch). The
+    permutation is broadcast from rank 0 (a collective: every rank must call this). A rank may get
+    an empty batch when the last global batch has fewer rows than there are ranks; drop it with
+    ``drop_last`` or choose sizes so that it does not happen.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     stop = n - (n % batch_size) if drop_last and n >= batch_size else n
+    r, w = (dist_rank(), dist_world_size()) if shard else (0, 1)
+    if w > 1 and shuffle:
+        # rank 0's permutation everywhere: the ranks' generators may have drifted apart (e.g. an
+        # augmentation drawing per sample of unequal shards), and the shards must partition.
+        import torch.distributed as dist
+
+        dist.broadcast(order, src=0)
     for start in range(0, stop, batch_size):
-        yield order[start : start + batch_size]
+        batch = order[start : start + batch_size]
+        yield batch[r::w] if w > 1 else batch
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
@@ -247,8 +268,12 @@ def fit_loop(
             global_step = int(ckpt.get("global_step", 0))
             log.info("resume: stage %s from epoch %d", stage, start_epoch)
 
+    distributed = is_distributed() and dist_world_size() > 1
+    if distributed:
+        _broadcast_module(model)  # every rank starts from rank 0's weights (as DDP does)
+
     def save(epoch: int, finished: bool) -> None:
-        if checkpoint_path is None:
+        if checkpoint_path is None or dist_rank() != 0:  # rank 0 writes the checkpoints
             return
         done = done_stages + ([stage] if finished and stage not in done_stages else [])
         rng_now = _rng_state(generator, rng)
@@ -299,6 +324,8 @@ def fit_loop(
             if not manual_backward:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+            if distributed:
+                _average_gradients(model)  # DDP's convention: mean of the ranks' gradients
             if clip_grad_norm is not None:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), clip_grad_norm)
             optimizer.step()
@@ -324,6 +351,40 @@ def fit_loop(
     if bar is not None:
         bar.close()
     return history
+
+
+def _broadcast_module(model: torch.nn.Module) -> None:
+    """Copy rank 0's parameters and buffers to every rank."""
+    import torch.distributed as dist
+
+    with torch.no_grad():
+        for t in list(model.parameters()) + list(model.buffers()):
+            dist.broadcast(t.data, src=0)
+
+
+def _average_gradients(model: torch.nn.Module) -> None:
+    """All-reduce the gradients and divide by the world size (what DDP does, without buckets).
+
+    Parameters without a gradient on some rank take part with zeros, so every rank calls the
+    same collectives. See :mod:`deepclust.distributed` for why global-batch losses then give the
+    single-process gradient.
+    """
+    import torch.distributed as dist
+
+    w = dist.get_world_size()
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        return
+    dev = params[0].device
+    has = torch.tensor([p.grad is not None for p in params], dtype=torch.int32, device=dev)
+    dist.all_reduce(has, op=dist.ReduceOp.MAX)  # a gradient on any rank -> reduce it everywhere
+    for p, flag in zip(params, has.tolist()):
+        if not flag:
+            continue  # unused on every rank: stays None, as in a single process
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+        dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+        p.grad.div_(w)
 
 
 def pack_state(obj: Any) -> Any:

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
+from deepclust.distributed import all_gather_with_grad, all_reduce_sum, use_global_batch
+
 __all__ = [
     "nt_xent",
     "instance_contrastive_loss",
@@ -54,36 +56,62 @@ def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tenso
     return F.cross_entropy(sim, target)  # eqs. (5)+(6) / (8)
 
 
-def instance_contrastive_loss(z_a: torch.Tensor, z_b: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
-    """L_ins (eqs. 3-6): NT-Xent over the instance projections (n, d) of the two views."""
+def instance_contrastive_loss(
+    z_a: torch.Tensor, z_b: torch.Tensor, temperature: float = 0.5, *, global_batch: bool | None = None
+) -> torch.Tensor:
+    """L_ins (eqs. 3-6): NT-Xent over the instance projections (n, d) of the two views.
+
+    ``global_batch`` (None = automatic: on when a process group with > 1 rank exists): gather
+    every rank's rows with gradient first, so the negatives are those of the global batch and the
+    value equals the single-process loss on the union batch (identical on every rank; see
+    :mod:`deepclust.distributed` for the gradient convention).
+    """
+    if use_global_batch(global_batch):
+        z_a, z_b = all_gather_with_grad(z_a), all_gather_with_grad(z_b)  # (N, d) global
     return nt_xent(z_a, z_b, temperature)
 
 
-def cluster_entropy(c_a: torch.Tensor, c_b: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
+def cluster_entropy(
+    c_a: torch.Tensor, c_b: torch.Tensor, eps: float = 1e-12, *, global_batch: bool | None = None
+) -> torch.Tensor:
     """H(C) (eqs. 9-10): entropy of the cluster marginals of both views, summed.
 
     ``P(Y_i^k) = sum_j C^k_ji / sum_{j,m} C^k_jm``; ``H = -sum_i [P_a log P_a + P_b log P_b]``.
+    ``global_batch`` (None = automatic): the column sums are all-reduced over the ranks.
     """
+    glob = use_global_batch(global_batch)
     out = c_a.new_zeros(())
     for c in (c_a, c_b):
-        p = c.sum(dim=0)
+        p = c.sum(dim=0)  # (M,)
+        if glob:
+            p = all_reduce_sum(p)  # global column sums
         p = p / p.sum()  # (M,)
         out = out - (p * torch.log(p.clamp_min(eps))).sum()
     return out
 
 
 def cluster_contrastive_loss(
-    c_a: torch.Tensor, c_b: torch.Tensor, temperature: float = 1.0, *, entropy_weight: float = 1.0
+    c_a: torch.Tensor,
+    c_b: torch.Tensor,
+    temperature: float = 1.0,
+    *,
+    entropy_weight: float = 1.0,
+    global_batch: bool | None = None,
 ) -> dict[str, torch.Tensor]:
     """L_clu (eqs. 7-11) for soft assignments (n, M) of the two views.
 
     Returns ``{"loss": contrast - entropy_weight * H, "contrast": ..., "entropy": H}``; the
     contrast is NT-Xent between the M columns of the two views (1/(2M) sum of eq. 8).
+    ``global_batch`` (None = automatic: on when a process group with > 1 rank exists): the
+    cluster columns are built from every rank's rows (gathered with gradient), so both terms
+    equal the single-process values on the union batch.
     """
     if c_a.shape != c_b.shape or c_a.ndim != 2:
         raise ValueError(f"the two views must both be (n, M), got {tuple(c_a.shape)} and {tuple(c_b.shape)}")
+    if use_global_batch(global_batch):
+        c_a, c_b = all_gather_with_grad(c_a), all_gather_with_grad(c_b)  # (N, M) global
     contrast = nt_xent(c_a.T, c_b.T, temperature)
-    h = cluster_entropy(c_a, c_b)
+    h = cluster_entropy(c_a, c_b, global_batch=False)  # already global
     return {"loss": contrast - entropy_weight * h, "contrast": contrast, "entropy": h}
 
 

@@ -41,6 +41,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from deepclust.distributed import all_reduce_sum, use_global_batch
+
 __all__ = [
     "recal_entropies",
     "recal_loss",
@@ -59,23 +61,40 @@ def _class_entropy(col_sums: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return h_psi, p_l
 
 
-def recal_entropies(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def recal_entropies(
+    logits: torch.Tensor, *, global_batch: bool | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """H_Phi and H_Psi of eq. 3 for logits r (M, K).
 
     Probabilities are eq. 2 (softmax); log p is taken with ``log_softmax`` for stability.
+    ``global_batch`` (None = automatic: on when a process group with > 1 rank exists): the sum of
+    ``p log p``, the sample count and the column sums ``s_l`` are all-reduced over the ranks, so
+    both entropies are those of the union batch (identical on every rank; gradient convention in
+    :mod:`deepclust.distributed`).
     """
     if logits.ndim != 2:
         raise ValueError(f"logits must be (n_samples, n_clusters), got shape {tuple(logits.shape)}")
     log_p = F.log_softmax(logits, dim=1)  # (M, K)
     p = log_p.exp()
+    if use_global_batch(global_batch):
+        plogp = all_reduce_sum((p * log_p).sum().reshape(1))[0]  # sum over all ranks' samples
+        n = all_reduce_sum(torch.tensor([float(p.shape[0])], dtype=p.dtype, device=p.device))[0]
+        h_phi = -plogp / n  # eq. 3, H_Phi of the union
+        h_psi, _ = _class_entropy(all_reduce_sum(p.sum(dim=0)))  # eq. 3, global marginal p_l
+        return h_phi, h_psi
     h_phi = -(p * log_p).sum(dim=1).mean()  # eq. 3, H_Phi
     h_psi, _ = _class_entropy(p.sum(dim=0))  # eq. 3, H_Psi with p_l
     return h_phi, h_psi
 
 
-def recal_loss(logits: torch.Tensor, lambda_: float = 1.0) -> dict[str, torch.Tensor]:
-    """Eq. 3: ``{"loss": lambda*H_Phi - H_Psi, "h_phi": H_Phi, "h_psi": H_Psi}``."""
-    h_phi, h_psi = recal_entropies(logits)
+def recal_loss(
+    logits: torch.Tensor, lambda_: float = 1.0, *, global_batch: bool | None = None
+) -> dict[str, torch.Tensor]:
+    """Eq. 3: ``{"loss": lambda*H_Phi - H_Psi, "h_phi": H_Phi, "h_psi": H_Psi}``.
+
+    ``global_batch``: see :func:`recal_entropies`.
+    """
+    h_phi, h_psi = recal_entropies(logits, global_batch=global_batch)
     return {"loss": lambda_ * h_phi - h_psi, "h_phi": h_phi, "h_psi": h_psi}
 
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from deepclust.augment import ViewAugmenter, channel_stats, prepare_images
 from deepclust.base import DeepClusterer, check_data
+from deepclust.distributed import world_size
 from deepclust.losses.contrastive import cluster_contrastive_loss, instance_contrastive_loss
 from deepclust.nn.heads import ClusterHead, InstanceHead
 from deepclust.nn.resnet import ResNet
@@ -87,15 +88,18 @@ def _train_cc(
         }
 
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    # drop a last batch of one sample: BatchNorm cannot train on it
+    # drop a last batch of one sample (per rank when distributed): BatchNorm cannot train on it
     n = X.shape[0]
-    drop_last = n % cfg.batch_size == 1
+    rem = n % cfg.batch_size
+    drop_last = 0 < rem < 2 * world_size()  # single process: rem == 1
     return fit_loop(
         model=model,
         optimizer=optimizer,
         step=step,
         epochs=cfg.epochs,
-        batches=lambda epoch: minibatches(n, cfg.batch_size, generator=generator, drop_last=drop_last),
+        batches=lambda epoch: minibatches(
+            n, cfg.batch_size, generator=generator, drop_last=drop_last, shard=True
+        ),
         stage="train",
         generator=generator,
         checkpoint_path=checkpoint_path,

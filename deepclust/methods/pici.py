@@ -35,6 +35,7 @@ from torch import nn
 
 from deepclust.augment import ViewAugmenter, channel_stats, prepare_images
 from deepclust.base import DeepClusterer
+from deepclust.distributed import world_size
 from deepclust.losses.contrastive import (
     cluster_contrastive_loss,
     cross_level_loss,
@@ -201,7 +202,15 @@ def _train_pici(
             optimizer=optimizer,
             step=step,
             epochs=epochs,
-            batches=lambda epoch: minibatches(n, cfg.batch_size, generator=generator),
+            # sharded per rank when distributed (the contrastive losses then gather the global
+            # batch); a last global batch too small to give every rank 2 rows is dropped there
+            batches=lambda epoch: minibatches(
+                n,
+                cfg.batch_size,
+                generator=generator,
+                shard=True,
+                drop_last=world_size() > 1 and 0 < n % cfg.batch_size < 2 * world_size(),
+            ),
             stage=stage,
             history=history,
             generator=generator,

@@ -1,0 +1,205 @@
+"""Helpers for multi-process (``torch.distributed``) training.
+
+Every helper is a no-op (identity, rank 0, world size 1) when no process group is initialised,
+so single-process code paths stay bit-identical.
+
+Gradient convention (read this before writing a global-batch loss)
+-------------------------------------------------------------------
+A *global* loss (one that depends on the whole batch, e.g. NT-Xent negatives, a class marginal)
+is computed **identically on every rank** from gathered / all-reduced tensors. The backward of
+:func:`all_gather_with_grad` and of :func:`all_reduce_sum` **sums** the incoming gradients over
+the ranks (an all-reduce), so each rank's local parameters receive ``W`` times their share of
+the single-process gradient (``W`` = world size). DistributedDataParallel then *averages* the
+parameter gradients over the ranks (divides by ``W``), which gives exactly the gradient of the
+single-process loss on the union batch.
+
+A *local* loss (a per-sample mean such as a reconstruction error) is the mean over the rank's own
+samples; DDP's averaging turns it into the global mean when the ranks hold equally many samples.
+
+Without DDP (manual all-reduce of gradients) divide the summed gradients by ``W`` the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+__all__ = [
+    "is_distributed",
+    "rank",
+    "world_size",
+    "all_gather_with_grad",
+    "all_reduce_sum",
+    "init_from_env",
+    "use_global_batch",
+    "launch_local",
+]
+
+
+def is_distributed() -> bool:
+    """True when ``torch.distributed`` is available and a process group is initialised."""
+    return dist.is_available() and dist.is_initialized()
+
+
+def rank() -> int:
+    """This process's rank (0 without a process group)."""
+    return dist.get_rank() if is_distributed() else 0
+
+
+def world_size() -> int:
+    """The number of processes (1 without a process group)."""
+    return dist.get_world_size() if is_distributed() else 1
+
+
+def use_global_batch(global_batch: bool | None) -> bool:
+    """Resolve a loss's ``global_batch`` argument: None -> automatic (distributed with W > 1).
+
+    ``True`` without a process group is allowed and means nothing to gather (world size 1).
+    """
+    if global_batch is None:
+        return is_distributed() and world_size() > 1
+    return bool(global_batch) and is_distributed() and world_size() > 1
+
+
+class _AllGatherWithGrad(torch.autograd.Function):
+    """Concatenate every rank's (n_r, ...) tensor along dim 0; backward all-reduces (sum)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        w = dist.get_world_size()
+        # gather the per-rank sizes first so that unequal batches can be padded
+        n_local = torch.tensor([x.shape[0]], dtype=torch.long, device=x.device)
+        sizes_t = [torch.zeros_like(n_local) for _ in range(w)]
+        dist.all_gather(sizes_t, n_local)
+        sizes = [int(s.item()) for s in sizes_t]
+        n_max = max(sizes)
+        xc = x.contiguous()
+        if x.shape[0] < n_max:
+            pad = x.new_zeros((n_max - x.shape[0],) + tuple(x.shape[1:]))
+            xc = torch.cat([xc, pad], dim=0)  # (n_max, ...)
+        bufs = [torch.empty_like(xc) for _ in range(w)]
+        dist.all_gather(bufs, xc)
+        r = dist.get_rank()
+        ctx.start = sum(sizes[:r])
+        ctx.n = sizes[r]
+        return torch.cat([b[:s] for b, s in zip(bufs, sizes)], dim=0)  # (sum n_r, ...)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        g = grad.contiguous().clone()
+        dist.all_reduce(g, op=dist.ReduceOp.SUM)  # see the module's gradient convention
+        return g[ctx.start : ctx.start + ctx.n]
+
+
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks; backward is the all-reduced (summed) incoming gradient."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        y = x.contiguous().clone()
+        dist.all_reduce(y, op=dist.ReduceOp.SUM)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        g = grad.contiguous().clone()
+        dist.all_reduce(g, op=dist.ReduceOp.SUM)
+        return g
+
+
+def all_gather_with_grad(x: torch.Tensor) -> torch.Tensor:
+    """Concatenate every rank's ``x`` (n_r, ...) along dim 0 in rank order -> (sum_r n_r, ...).
+
+    Differentiable: the gradient flows back to each rank's own slice (summed over the ranks, see
+    the module docstring). Ranks may hold different ``n_r`` (sizes are gathered first and the
+    tensors padded). Without a process group this returns ``x`` itself.
+    """
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"all_gather_with_grad needs a torch.Tensor, got {type(x).__name__}")
+    if x.ndim == 0:
+        raise ValueError("all_gather_with_grad needs a tensor with a batch dimension (ndim >= 1)")
+    if not is_distributed() or world_size() == 1:
+        return x
+    return _AllGatherWithGrad.apply(x)
+
+
+def all_reduce_sum(t: torch.Tensor) -> torch.Tensor:
+    """Sum ``t`` over the ranks (same shape on every rank); differentiable.
+
+    Without a process group this returns ``t`` itself.
+    """
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"all_reduce_sum needs a torch.Tensor, got {type(t).__name__}")
+    if not is_distributed() or world_size() == 1:
+        return t
+    if t.requires_grad:
+        return _AllReduceSum.apply(t)
+    y = t.contiguous().clone()
+    dist.all_reduce(y, op=dist.ReduceOp.SUM)
+    return y
+
+
+def init_from_env(backend: str = "auto") -> bool:
+    """Initialise the default process group from torchrun's environment variables.
+
+    Reads ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR`` and ``MASTER_PORT`` (set by ``torchrun``).
+    ``backend="auto"`` picks NCCL when CUDA is available, gloo otherwise. With NCCL the current
+    CUDA device is set from ``LOCAL_RANK``. Returns True if a group was initialised (or already
+    was), False when the environment does not describe a multi-process run.
+    """
+    if backend not in ("auto", "nccl", "gloo"):
+        raise ValueError(f"backend must be 'auto', 'nccl' or 'gloo', got {backend!r}")
+    if is_distributed():
+        return True
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return False
+    for var in ("MASTER_ADDR", "MASTER_PORT"):
+        if var not in os.environ:
+            raise ValueError(f"{var} is not set; launch with torchrun or set it (RANK/WORLD_SIZE are set)")
+    if backend == "auto":
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl":
+        if not torch.cuda.is_available():
+            raise ValueError("backend='nccl' needs CUDA; use backend='gloo' on CPU")
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+    dist.init_process_group(backend=backend, init_method="env://")
+    return True
+
+
+def _local_worker(rank_: int, nproc: int, tmp: str, fn: Callable[..., Any], kwargs: dict) -> None:
+    backend = "nccl" if torch.cuda.is_available() and torch.cuda.device_count() >= nproc else "gloo"
+    if backend == "nccl":
+        torch.cuda.set_device(rank_)
+    dist.init_process_group(backend, init_method=f"file://{tmp}/rendezvous", rank=rank_, world_size=nproc)
+    try:
+        result = fn(**kwargs)
+        if rank_ == 0:
+            with open(os.path.join(tmp, "result.json"), "w") as fh:
+                json.dump(result, fh)
+    finally:
+        dist.destroy_process_group()
+
+
+def launch_local(nproc: int, fn: Callable[..., Any], kwargs: dict | None = None) -> Any:
+    """Run ``fn(**kwargs)`` in ``nproc`` local processes joined in one process group.
+
+    gloo on CPU; NCCL with one GPU per process when there are enough GPUs. ``fn`` must be a
+    module-level function (it is pickled into the spawned workers) returning something JSON can
+    write. Returns rank 0's result (read back from JSON).
+    """
+    if not isinstance(nproc, int) or nproc < 1:
+        raise ValueError(f"nproc must be an integer >= 1, got {nproc!r}")
+    if is_distributed():
+        raise ValueError("launch_local was called inside a process group; call it from the launcher process")
+    import torch.multiprocessing as mp
+
+    with tempfile.TemporaryDirectory(prefix="deepclust-ddp-") as tmp:
+        mp.spawn(_local_worker, args=(nproc, tmp, fn, dict(kwargs or {})), nprocs=nproc, join=True)
+        with open(os.path.join(tmp, "result.json")) as fh:
+            return json.load(fh)
