@@ -174,10 +174,10 @@ def _distributed_run(method: str, **kwargs) -> dict:
     import tempfile
 
     from deepclust.distributed import rank
-    from deepclust.runner import _jsonable, run_experiment
+    from deepclust.runner import run_experiment, to_jsonable
 
     if rank() == 0:
-        return _jsonable(run_experiment(method, **kwargs))  # sent back to the launcher as JSON
+        return to_jsonable(run_experiment(method, **kwargs))  # sent back to the launcher as JSON
     with tempfile.TemporaryDirectory(prefix="deepclust-rank") as tmp:
         kwargs.update(out=str(Path(tmp) / "out"), pictures=False)
         return run_experiment(method, **kwargs)

@@ -215,11 +215,12 @@ def _publish(staging: Path, out: Path) -> None:
     staging.rmdir()
 
 
-def _jsonable(obj):
+def to_jsonable(obj):
+    """Nested dicts/lists of numpy and Python values -> JSON-able values (others by repr)."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
+        return [to_jsonable(v) for v in obj]
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, np.ndarray):
@@ -338,9 +339,9 @@ def run_experiment(
             torch_threads=torch.get_num_threads(),
             selection=getattr(est, "selection_", "final model (no selection)"),
             checkpoint=checkpoint,
-            params=_jsonable(est.get_params()),
+            params=to_jsonable(est.get_params()),
             sizes=sizes,
-            diagnostics=_jsonable(getattr(est, "diagnostics_", {}) or {}),
+            diagnostics=to_jsonable(getattr(est, "diagnostics_", {}) or {}),
             warnings=sorted({str(w.message) for w in caught} | set(sizes["warnings"])),
             deepclust_version=__version__,
             torch_version=torch.__version__,
@@ -378,7 +379,7 @@ def run_experiment(
                 viz.plot_embedding(emb, labels, staging / "embedding.png", title=title)
 
         with open(staging / "metrics.json", "w") as fh:
-            json.dump(_jsonable(record), fh, indent=2)
+            json.dump(to_jsonable(record), fh, indent=2)
         _publish(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -621,30 +621,26 @@ def jaccard_consensus(map1: np.ndarray, map2: np.ndarray,
 # -- the CLI side of `deepclust segment recal` -----------------------------------------------
 def _load_scene(data: str, bands: str | None) -> tuple[np.ndarray, np.ndarray | None, str]:
     """A scene cube (H, W, B), its ground truth (or None) and a description of the bands."""
-    root = Path(os.environ.get("DEEPCLUST_DATA", Path(__file__).resolve().parents[2].parent
-                               / "shared" / "datasets"))
-    name = data.lower()
-    gt = None
-    if name in ("salinas-a", "salinasa"):
-        from scipy.io import loadmat
+    # Catalog files go through the data lookup ($DEEPCLUST_DATA, ../shared, cache, checksums).
+    from deepclust.data import CATALOG, find_file, load_dataset
 
-        folder = root / "hsi" / "SalinasA"
-        f = folder / "SalinasA_corrected.mat"
-        if not f.exists():
-            raise FileNotFoundError(f"Salinas-A not found at {f}; set DEEPCLUST_DATA")
-        cube = loadmat(f)["salinasA_corrected"].astype(np.float32)
-        gt = loadmat(folder / "SalinasA_gt.mat")["salinasA_gt"].astype(np.int64)
+    name = data.lower().replace("salinasa", "salinas-a")
+    gt = None
+    if name in CATALOG and CATALOG[name].kind == "scene":
+        ds = load_dataset(name)
+        cube, gt = ds.cube, ds.gt
     elif name in ("ucmerced-mosaic", "ucmerced") or name.startswith("ucmerced-mosaic-"):
         # "ucmerced-mosaic-<S>" draws another mosaic (seed S): a second scene of the same kind
         mseed = int(name.rsplit("-", 1)[1]) if name.startswith("ucmerced-mosaic-") else 0
-        cube, gt = ucmerced_mosaic(root / "images" / "ucmerced" / "ucmerced_64x64.npz",
-                                   seed=mseed)
+        cube, gt = ucmerced_mosaic(find_file("images/ucmerced/ucmerced_64x64.npz"), seed=mseed)
     elif os.path.exists(data):
         arr = np.load(data, allow_pickle=False)
         cube = arr if isinstance(arr, np.ndarray) else arr[arr.files[0]]
         cube = np.asarray(cube, np.float32)
     else:
-        raise ValueError(f"unknown scene {data!r}: use salinas-a, ucmerced-mosaic or a .npy path")
+        raise ValueError(
+            f"unknown scene {data!r}: use a catalog scene (e.g. salinas-a), ucmerced-mosaic or a .npy path"
+        )
     if cube.ndim != 3:
         raise ValueError(f"a scene must be (H, W, B), got shape {cube.shape}")
     desc = f"all {cube.shape[2]} bands"
@@ -721,6 +717,7 @@ def run_segment(args: dict[str, Any], out_dir: str | os.PathLike) -> dict[str, A
     """
     from deepclust.metrics import evaluate
     from deepclust.presets import get_preset
+    from deepclust.runner import to_jsonable
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -770,19 +767,5 @@ def run_segment(args: dict[str, Any], out_dir: str | os.PathLike) -> dict[str, A
     if gt is not None:
         _save_map_png(np.where(gt > 0, gt - 1, -1), out / "ground_truth.png",
                       f"{args['data']} ground truth")
-    (out / "metrics.json").write_text(json.dumps(_jsonable(result), indent=2))
+    (out / "metrics.json").write_text(json.dumps(to_jsonable(result), indent=2))
     return result
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    return obj
