@@ -35,8 +35,13 @@ def _results_name(method: str, dataset: str, preset: str, tag: str | None) -> st
 
 def run_bench(*, methods: list[str], datasets: list[str], seeds: list[int], preset: str = "fast",
               overrides: list[str] | None = None, tag: str | None = None,
-              bench_dir: Path = Path("benchmarks"), timeout: float | None = None) -> list[Path]:
-    """Run the grid and regenerate RESULTS.md; returns the results files written."""
+              bench_dir: Path = Path("benchmarks"), timeout: float | None = None,
+              keep: Path | None = None) -> list[Path]:
+    """Run the grid and regenerate RESULTS.md; returns the results files written.
+
+    ``keep``: a folder where every run's outputs (pictures included) are kept, one sub-folder per
+    results file and seed; by default each run writes to a temporary folder without pictures.
+    """
     from deepclust.data import CATALOG, dataset_status
     from deepclust.methods import get_method
 
@@ -61,7 +66,8 @@ def run_bench(*, methods: list[str], datasets: list[str], seeds: list[int], pres
                            "status": "data not present", "runs": []}
             else:
                 for seed in seeds:
-                    rec, err = _one_run(method, dataset, seed, preset, overrides or [], timeout)
+                    keep_dir = None if keep is None else keep / path.stem / f"seed{seed}"
+                    rec, err = _one_run(method, dataset, seed, preset, overrides or [], timeout, keep_dir)
                     if rec is not None:
                         runs.append(rec)
                         print(f"[bench] {method} {dataset} seed {seed}: acc {rec.get('acc', float('nan')):.4f} "
@@ -80,11 +86,13 @@ def run_bench(*, methods: list[str], datasets: list[str], seeds: list[int], pres
     return written
 
 
-def _one_run(method, dataset, seed, preset, overrides, timeout):
+def _one_run(method, dataset, seed, preset, overrides, timeout, keep_dir=None):
     with tempfile.TemporaryDirectory(prefix="deepclust-bench-") as tmp:
-        out = Path(tmp) / "run"
+        out = Path(tmp) / "run" if keep_dir is None else Path(keep_dir)
         cmd = [sys.executable, "-m", "deepclust", "run", method, "--dataset", dataset, "--seed", str(seed),
-               "--preset", preset, "--out", str(out), "--no-pictures"]
+               "--preset", preset, "--out", str(out)]
+        if keep_dir is None:
+            cmd.append("--no-pictures")
         if overrides:
             cmd += ["--set", *overrides]
         try:

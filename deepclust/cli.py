@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--tag", default=None, help="suffix of the results file name (e.g. an ablation)")
     b.add_argument("--bench-dir", default="benchmarks", help="where results/ and RESULTS.md live")
     b.add_argument("--timeout", type=float, default=None, help="seconds per run")
+    b.add_argument("--keep", default=None, metavar="DIR",
+                   help="keep every run's outputs, pictures included, in DIR/<method>__<dataset>__<preset>"
+                        "[__tag]/seed<k> (default: runs go to a temporary folder, no pictures)")
     return p
 
 
@@ -206,7 +209,8 @@ def _cmd_bench(args) -> int:
     from deepclust.bench import run_bench
 
     run_bench(methods=args.methods, datasets=args.datasets, seeds=args.seeds, preset=args.preset,
-              overrides=args.set, tag=args.tag, bench_dir=Path(args.bench_dir), timeout=args.timeout)
+              overrides=args.set, tag=args.tag, bench_dir=Path(args.bench_dir), timeout=args.timeout,
+              keep=None if args.keep is None else Path(args.keep))
     return 0
 
 

@@ -124,6 +124,17 @@ def test_bench_writes_results_and_table(tmp_path, capsys):
     assert "data not present" in table  # paviau's cube is not in the shared data
 
 
+def test_bench_keep_leaves_each_run_with_pictures(tmp_path, capsys):
+    keep = tmp_path / "runs"
+    code, _, _ = _run(["bench", "--methods", "kmeans", "--datasets", "digits", "--seeds", "3", "--set", "n_init=1",
+                       "--tag", "k1", "--bench-dir", str(tmp_path), "--keep", str(keep)], capsys)
+    assert code == 0
+    run_dir = keep / "kmeans__digits__fast__k1" / "seed3"
+    record = json.loads((run_dir / "metrics.json").read_text())
+    assert record["seed"] == 3 and (run_dir / "confusion.png").exists()
+    assert "| kmeans [k1] | fast | 3 |" in (tmp_path / "RESULTS.md").read_text()
+
+
 def test_datasets_and_methods_listing(capsys):
     assert main(["datasets"]) == 0
     out = capsys.readouterr().out
