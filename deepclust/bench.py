@@ -27,6 +27,12 @@ __all__ = ["run_bench", "render_results"]
 BEGIN = "<!-- BEGIN GENERATED: deepclust bench rewrites this part -->"
 END = "<!-- END GENERATED -->"
 METRICS = ("acc", "nmi", "ari")
+# extra label sets a method reports (``extra_labels_``), shown as rows under the method's row
+ALTERNATES = {
+    "kmeans": "→ k-means labels¹",
+    "kmeans_instance": "→ k-means on instance features²",
+    "no_cli": "→ without CLI, same trunk³",
+}
 
 
 def _results_name(method: str, dataset: str, preset: str, tag: str | None) -> str:
@@ -130,7 +136,9 @@ def render_results(bench_dir: Path = Path("benchmarks")) -> Path:
              "source given and were obtained with the paper's own settings (usually GPU, paper",
              "preset), not ours. ¹ the method's extra `kmeans` label set: k-means on the learned",
              "features (RECAL, after training) or the k-means initialisation on the pretrained",
-             "autoencoder's features (DEC/IDEC, before the clustering stage).", ""]
+             "autoencoder's features (DEC/IDEC, before the clustering stage). ² PICI/CC: k-means",
+             "on the instance head's features. ³ PICI's `no_cli_branch`: the boosting stage run with",
+             "L_PICD only from the same trained trunk (Table 6's \"without CLI\" row).", ""]
     for dataset in sorted(by_dataset):
         lines += [f"### {dataset}", "",
                   "| method | preset | seeds | ACC | NMI | ARI | fit s | peak MB | paper (ACC / NMI / ARI) |",
@@ -153,16 +161,16 @@ def render_results(bench_dir: Path = Path("benchmarks")) -> Path:
             fit = f"{np.mean([r['fit_seconds'] for r in runs]):.1f}" if runs else "–"
             mem = f"{max((r['peak_rss_mb'] for r in runs), default=float('nan')):.0f}" if runs else "–"
             lines.append(f"| {name} | {p['preset']} | {seeds} | {' | '.join(cols)} | {fit} | {mem} | {paper_txt} |")
-            for alt in ("kmeans",):
+            for alt, alt_name in ALTERNATES.items():
                 alts = [r[alt] for r in runs if isinstance(r.get(alt), dict)]
                 if alts:
                     acols = [_fmt([a[m] for a in alts]) for m in METRICS]
-                    apaper = PAPER_NUMBERS.get((p["method"] + "+kmeans", dataset, p.get("tag")))
+                    apaper = PAPER_NUMBERS.get((p["method"] + "+" + alt, dataset, p.get("tag")))
                     atxt = "–"
                     if apaper:
                         atxt = " / ".join("–" if apaper.get(m) is None else f"{apaper[m]:.3f}" for m in METRICS)
                         atxt += f" ({apaper['source']})"
-                    lines.append(f"| {name} → k-means labels¹ | {p['preset']} | {seeds} | "
+                    lines.append(f"| {name} {alt_name} | {p['preset']} | {seeds} | "
                                  f"{' | '.join(acols)} | | | {atxt} |")
         lines.append("")
     lines.append(END)

@@ -129,3 +129,16 @@ def test_resume_from_trained_trunk_equals_straight_run(images, tmp_path):
     assert resumed.history_.epochs("train") == 2
     assert np.allclose(resumed.history_.stages["boost"]["loss"], straight.history_.stages["boost"]["loss"])
     assert np.array_equal(resumed.labels_, straight.labels_)
+
+
+def test_no_cli_branch_gives_both_rows_and_leaves_main_run_unchanged(images):
+    plain = tiny_pici().fit(images)
+    no_cli = tiny_pici(cli=False).fit(images)
+    both = tiny_pici(no_cli_branch=True).fit(images)
+    np.testing.assert_array_equal(both.labels_, plain.labels_)  # model, optimizer and RNG restored
+    np.testing.assert_array_equal(both.extra_labels_["no_cli"], no_cli.labels_)
+    for a, b in zip(both.model_.state_dict().values(), plain.model_.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert both.history_.epochs("boost_no_cli") == 1 and "cli" not in both.history_.stages["boost_no_cli"]
+    with pytest.raises(ValueError, match="no_cli_branch"):
+        tiny_pici(no_cli_branch=True, cli=False).fit(images)

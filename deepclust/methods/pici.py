@@ -22,10 +22,18 @@ Choices where the paper is silent (also in docs/methods/pici.md):
   drops the pre-training stage and the reconstruction loss and feeds unmasked views;
 * ``cli=False`` keeps the boosting epochs with L_PICD only, so the epoch budget is the same;
 * ``cluster_head=False`` (Table 7) clusters the instance features with k-means, as the paper says.
+
+``no_cli_branch=True`` is a cost saving for the Table 6 ablation, not part of the method: the
+boosting stage is run twice from the same trained trunk, first with L_PICD only (its labels go to
+``extra_labels_["no_cli"]``), then the model, the optimizer and the random generator are put back
+and the real boosting stage (with CLI) runs exactly as without the branch. One fit then gives both
+rows for the price of pre-training and training once.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -186,41 +194,64 @@ def _train_pici(
     checkpoint_path: str | None = None,
     resume: bool = False,
     verbose: bool = False,
-) -> History:
-    """Run the three stages of Algorithm 1 and return the history (one entry per stage)."""
+    no_cli_branch: bool = False,
+) -> tuple[History, np.ndarray | None]:
+    """Run the three stages of Algorithm 1.
+
+    Returns the history (one entry per stage) and, with ``no_cli_branch``, the labels of the
+    boosting stage run without CLI from the same trunk (else None).
+    """
     history = History()
-    n = X.shape[0]
+    branch_labels = None
     for stage, epochs in zip(STAGES, cfg.epochs, strict=True):
         if epochs == 0 or (stage == "pretrain" and not cfg.pisd):
             continue
-        optimizer = torch.optim.Adam(_stage_parameters(model, stage), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        step = _stage_step(
-            stage=stage, model=model, augmenter=augmenter, X=X, cfg=cfg, device=device, generator=generator
-        )
-        fit_loop(
-            model=model,
-            optimizer=optimizer,
-            step=step,
-            epochs=epochs,
-            # sharded per rank when distributed (the contrastive losses then gather the global
-            # batch); a last global batch too small to give every rank 2 rows is dropped there
-            batches=lambda epoch: minibatches(
-                n,
-                cfg.batch_size,
-                generator=generator,
-                shard=True,
-                drop_last=world_size() > 1 and 0 < n % cfg.batch_size < 2 * world_size(),
-            ),
-            stage=stage,
-            history=history,
+        if stage == "boost" and no_cli_branch:
+            # the Table 6 "without CLI" row from the same trunk; everything it changes is restored
+            saved_model, saved_rng = copy.deepcopy(model.state_dict()), generator.get_state()
+            _run_stage(model=model, augmenter=augmenter, X=X, cfg=dataclasses.replace(cfg, cli=False),
+                       device=device, generator=generator, stage=stage, epochs=epochs, history=history,
+                       history_stage="boost_no_cli", checkpoint_path=None, resume=False, verbose=verbose)
+            _, _, c = _embed(model, augmenter, X, device, max(cfg.batch_size, 256))
+            branch_labels = c.argmax(dim=1).numpy().astype(np.int64)
+            model.load_state_dict(saved_model)
+            generator.set_state(saved_rng)
+        _run_stage(model=model, augmenter=augmenter, X=X, cfg=cfg, device=device, generator=generator,
+                   stage=stage, epochs=epochs, history=history, history_stage=stage,
+                   checkpoint_path=checkpoint_path, resume=resume, verbose=verbose)
+    return history, branch_labels
+
+
+def _run_stage(*, model, augmenter, X, cfg, device, generator, stage, epochs, history, history_stage,
+               checkpoint_path, resume, verbose) -> None:
+    """One stage of Algorithm 1 through the training loop (a fresh Adam over the stage's modules)."""
+    n = X.shape[0]
+    optimizer = torch.optim.Adam(_stage_parameters(model, stage), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step = _stage_step(stage=stage, model=model, augmenter=augmenter, X=X, cfg=cfg, device=device,
+                       generator=generator)
+    fit_loop(
+        model=model,
+        optimizer=optimizer,
+        step=step,
+        epochs=epochs,
+        # sharded per rank when distributed (the contrastive losses then gather the global
+        # batch); a last global batch too small to give every rank 2 rows is dropped there
+        batches=lambda epoch: minibatches(
+            n,
+            cfg.batch_size,
             generator=generator,
-            checkpoint_path=checkpoint_path,
-            checkpoint_every=1 if checkpoint_path else 0,
-            resume=resume,
-            clip_grad_norm=cfg.grad_clip,
-            verbose=verbose,
-        )
-    return history
+            shard=True,
+            drop_last=world_size() > 1 and 0 < n % cfg.batch_size < 2 * world_size(),
+        ),
+        stage=history_stage,
+        history=history,
+        generator=generator,
+        checkpoint_path=checkpoint_path,
+        checkpoint_every=1 if checkpoint_path else 0,
+        resume=resume,
+        clip_grad_norm=cfg.grad_clip,
+        verbose=verbose,
+    )
 
 
 @torch.no_grad()
@@ -289,6 +320,10 @@ class PICI(DeepClusterer):
     checkpoint_path : str or None
         Checkpoint after every epoch; with ``resume=True`` training continues from it.
     verbose : bool
+    no_cli_branch : bool
+        Also run the boosting stage without CLI from the same trunk (Table 6's "without CLI"
+        row at the cost of the boosting epochs only); its labels are ``extra_labels_["no_cli"]``
+        and the main result is unchanged. Needs ``cli=True`` and no checkpoint.
 
     Attributes
     ----------
@@ -296,7 +331,8 @@ class PICI(DeepClusterer):
     model_ : PICINet
     history_ : deepclust.training.History (stages ``pretrain``, ``train``, ``boost``)
     selection_ : str
-    extra_labels_ : dict, ``"kmeans_instance"``: k-means on the instance features.
+    extra_labels_ : dict, ``"kmeans_instance"``: k-means on the instance features; ``"no_cli"``
+        with ``no_cli_branch=True``.
     diagnostics_ : dict
     """
 
@@ -341,6 +377,7 @@ class PICI(DeepClusterer):
         checkpoint_path: str | None = None,
         resume: bool = False,
         verbose: bool = False,
+        no_cli_branch: bool = False,
     ):
         self.n_clusters = n_clusters
         self.img_size = img_size
@@ -378,6 +415,7 @@ class PICI(DeepClusterer):
         self.checkpoint_path = checkpoint_path
         self.resume = resume
         self.verbose = verbose
+        self.no_cli_branch = no_cli_branch
 
     # -- validation ------------------------------------------------------------------------
     def _check_params(self) -> None:
@@ -405,6 +443,11 @@ class PICI(DeepClusterer):
                 "cli=True needs both heads (k-means runs on the instance head and is matched to the "
                 "cluster head); set cli=False for the Table 7 ablations"
             )
+        if self.no_cli_branch and not (self.cli and int(self.boost_epochs) > 0):
+            raise ValueError("no_cli_branch=True needs cli=True and boost_epochs > 0 (it adds the run without CLI)")
+        if self.no_cli_branch and self.checkpoint_path:
+            raise ValueError("no_cli_branch=True cannot be checkpointed (the branch is not resumable); "
+                             "drop checkpoint_path or the branch")
         if int(self.img_size) % int(self.patch_size):
             raise ValueError(
                 f"img_size={self.img_size} is not divisible by patch_size={self.patch_size}; "
@@ -462,7 +505,7 @@ class PICI(DeepClusterer):
             grad_clip=None if self.grad_clip is None else float(self.grad_clip),
         )
         Xt = torch.from_numpy(X)
-        self.history_ = _train_pici(
+        self.history_, branch_labels = _train_pici(
             model=model,
             augmenter=augmenter,
             X=Xt,
@@ -472,10 +515,13 @@ class PICI(DeepClusterer):
             checkpoint_path=self.checkpoint_path,
             resume=bool(self.resume),
             verbose=bool(self.verbose),
+            no_cli_branch=bool(self.no_cli_branch),
         )
         self.model_ = model
         self._augmenter = augmenter
         self.labels_, self.extra_labels_ = self._assign(Xt, fit=True)
+        if branch_labels is not None:
+            self.extra_labels_["no_cli"] = branch_labels
         ran = [s for s in STAGES if self.history_.epochs(s) > 0]
         self.selection_ = f"last epoch of the last stage ({ran[-1] if ran else 'none'}); no model selection"
         sizes = np.bincount(self.labels_, minlength=int(self.n_clusters))
