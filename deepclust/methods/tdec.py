@@ -111,9 +111,11 @@ def augment(
     return warp_affine(x, M, dsize=(H, W), padding_mode="zeros", align_corners=True)
 
 
-def _rec_loss(rec: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Eq. 8: squared error summed over each sample's pixels, averaged over the batch."""
-    return (rec - x).pow(2).flatten(1).sum(1).mean()
+def _rec_loss(rec: torch.Tensor, x: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+    """Eq. 8: squared error summed over each sample's pixels (``"sum"``) or averaged over them
+    (``"mean"``, Keras/PyTorch ``mse``), then averaged over the batch."""
+    err = (rec - x).pow(2).flatten(1)  # (B, d)
+    return (err.sum(1) if reduction == "sum" else err.mean(1)).mean()
 
 
 @torch.no_grad()
@@ -160,6 +162,9 @@ def _train_tdec(
     n_neighbors: int,
     neighbor_rate: float,
     neighbor_mode: str,
+    rec_reduction: str = "sum",
+    clu_to_dr: bool = True,
+    dr_lr: float | None = None,
     pretrain_epochs: int,
     epochs: int,
     lr: float,
@@ -187,8 +192,8 @@ def _train_tdec(
 
     def structure_loss(x: torch.Tensor) -> tuple[torch.Tensor, dict]:
         z_w, z_v, rec = net(x)
-        l_rec = _rec_loss(rec, x)  # eq. 8
-        terms = {"rec": l_rec}
+        l_rec = _rec_loss(rec, x, rec_reduction)  # eq. 8
+        terms = {"rec": l_rec, "z_w": z_w}
         loss = l_rec
         if use_dim_loss:
             l_dim = dim_reduction_loss(z_w, z_v, perplexity).to(l_rec.dtype)  # eqs. 9-11
@@ -196,14 +201,23 @@ def _train_tdec(
             terms["dim"] = l_dim
         return loss, {**terms, "z_v": z_v}
 
+    def make_opt() -> torch.optim.Optimizer:
+        if dr_lr is None or net.dr is None:
+            return torch.optim.Adam(net.parameters(), lr=lr)
+        dr_ids = {id(p) for p in net.dr.parameters()}
+        rest = [p for p in net.parameters() if id(p) not in dr_ids]
+        return torch.optim.Adam([{"params": rest}, {"params": list(net.dr.parameters()),
+                                                     "lr": dr_lr}], lr=lr)
+
     # -- Algorithm 1, line 1: initialise w, u, v by minimising L_stru -----------------------
     def pre_step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
         loss, terms = structure_loss(view(idx))
         terms.pop("z_v")
+        terms.pop("z_w")
         return {"loss": loss, **terms}
 
     if pretrain_epochs > 0:
-        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        opt = make_opt()
         fit_loop(model=net, optimizer=opt, step=pre_step, epochs=pretrain_epochs, stage="pretrain",
                  batches=lambda e: minibatches(n, batch_size, generator=generator),
                  history=history, generator=generator, verbose=verbose,
@@ -257,6 +271,12 @@ def _train_tdec(
         idx_d = idx.to(device)
         l_stru, terms = structure_loss(view(idx))
         z_v = terms.pop("z_v")
+        z_w = terms.pop("z_w")
+        if net.dr is not None and not clu_to_dr:
+            # L_clu reaches the encoder through a frozen copy of the DR block: the DR weights
+            # are trained by L_dim alone (the map keeps following the feature space)
+            frozen = {k: v.detach() for k, v in net.dr.named_parameters()}
+            z_v = torch.func.functional_call(net.dr, frozen, (z_w,))
         if clustering_head:
             neigh = state["bank"][state["knn"][idx_d]]  # (B, k, c), from the last refresh
             if neighbor_mode == "anchored":
@@ -269,7 +289,7 @@ def _train_tdec(
         return {"loss": l_stru + alpha * l_clu, **terms, "clu": l_clu}  # eq. 13
 
     if epochs > 0:
-        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        opt = make_opt()
         fit_loop(model=net, optimizer=opt, step=step, epochs=epochs, stage="cluster",
                  batches=batches, history=history, generator=generator, verbose=verbose,
                  on_epoch_end=lambda e, m: state["converged"] or state["step"] >= max_iter,
@@ -377,6 +397,9 @@ class TDEC(DeepClusterer):
         n_neighbors: int = 50,
         neighbor_rate: float = 0.02,
         neighbor_mode: str = "anchored",
+        rec_reduction: str = "sum",
+        clu_to_dr: bool = True,
+        dr_lr: float | None = None,
         pretrain_epochs: int = 200,
         epochs: int = 500,
         lr: float = 0.01,
@@ -413,6 +436,9 @@ class TDEC(DeepClusterer):
         self.n_neighbors = n_neighbors
         self.neighbor_rate = neighbor_rate
         self.neighbor_mode = neighbor_mode
+        self.rec_reduction = rec_reduction
+        self.clu_to_dr = clu_to_dr
+        self.dr_lr = dr_lr
         self.pretrain_epochs = pretrain_epochs
         self.epochs = epochs
         self.lr = lr
@@ -459,6 +485,8 @@ class TDEC(DeepClusterer):
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not float(self.lr) > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if self.dr_lr is not None and not float(self.dr_lr) > 0:
+            raise ValueError(f"dr_lr must be None or > 0, got {self.dr_lr!r}")
         if not float(self.perplexity) >= 1:
             raise ValueError(f"perplexity must be >= 1, got {self.perplexity!r}")
         if not 0 < float(self.neighbor_rate) < 1:
@@ -468,6 +496,10 @@ class TDEC(DeepClusterer):
         if self.neighbor_mode not in ("anchored", "bank"):
             raise ValueError(
                 f"neighbor_mode must be 'anchored' or 'bank', got {self.neighbor_mode!r}"
+            )
+        if self.rec_reduction not in ("sum", "mean"):
+            raise ValueError(
+                f"rec_reduction must be 'sum' or 'mean', got {self.rec_reduction!r}"
             )
         if self.update_interval is not None and int(self.update_interval) < 1:
             raise ValueError(f"update_interval must be None or >= 1, got {self.update_interval!r}")
@@ -514,7 +546,9 @@ class TDEC(DeepClusterer):
             use_augment=bool(self.augment) and not self._vector_mode_, alpha=float(self.alpha),
             beta=float(self.beta), perplexity=float(self.perplexity),
             n_neighbors=int(self.n_neighbors), neighbor_rate=float(self.neighbor_rate),
-            neighbor_mode=self.neighbor_mode, pretrain_epochs=int(self.pretrain_epochs),
+            neighbor_mode=self.neighbor_mode, rec_reduction=self.rec_reduction,
+            clu_to_dr=bool(self.clu_to_dr),
+            dr_lr=None if self.dr_lr is None else float(self.dr_lr), pretrain_epochs=int(self.pretrain_epochs),
             epochs=int(self.epochs), lr=float(self.lr),
             batch_size=int(self.batch_size), update_interval=self.update_interval,
             tol=float(self.tol), max_rotation=float(self.max_rotation),
