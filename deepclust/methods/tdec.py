@@ -165,6 +165,7 @@ def _train_tdec(
     rec_reduction: str = "sum",
     clu_to_dr: bool = True,
     dr_lr: float | None = None,
+    dr_epochs: int = 0,
     pretrain_epochs: int,
     epochs: int,
     lr: float,
@@ -222,6 +223,24 @@ def _train_tdec(
                  batches=lambda e: minibatches(n, batch_size, generator=generator),
                  history=history, generator=generator, verbose=verbose,
                  checkpoint_path=checkpoint_path, checkpoint_every=1 if checkpoint_path else 0, resume=resume)
+
+    if dr_epochs > 0 and net.dr is not None and use_dim_loss:
+        # Algorithm 1 line 1 minimises L_stru over (w, u, v); L_rec does not depend on v, so
+        # with the pretrained encoder fixed, minimising L_stru over v is minimising L_dim over v
+        # (eqs. 9-11). This block-coordinate step finishes that minimisation cheaply: the
+        # features of the clean images are computed once, only the small DR MLP is trained.
+        z_w_all, _ = _features(net, X)  # (n, m), no gradient
+        opt_dr = torch.optim.Adam(net.dr.parameters(), lr=dr_lr if dr_lr is not None else lr)
+        for _ in range(int(dr_epochs)):
+            tot, cnt = 0.0, 0
+            for idx in minibatches(n, batch_size, generator=generator):
+                zw = z_w_all[idx.to(device)]
+                l_dim = dim_reduction_loss(zw, net.dr(zw), perplexity)  # eqs. 9-11
+                opt_dr.zero_grad(set_to_none=True)
+                l_dim.backward()
+                opt_dr.step()
+                tot, cnt = tot + float(l_dim.detach()) * len(idx), cnt + len(idx)
+            history.add("dr_fit", {"dim": tot / max(cnt, 1)})
 
     if not clustering_head:  # CH off: learnable centres initialised by k-means, as IDEC
         from sklearn.cluster import KMeans
@@ -400,6 +419,7 @@ class TDEC(DeepClusterer):
         rec_reduction: str = "sum",
         clu_to_dr: bool = True,
         dr_lr: float | None = None,
+        dr_epochs: int = 0,
         pretrain_epochs: int = 200,
         epochs: int = 500,
         lr: float = 0.01,
@@ -439,6 +459,7 @@ class TDEC(DeepClusterer):
         self.rec_reduction = rec_reduction
         self.clu_to_dr = clu_to_dr
         self.dr_lr = dr_lr
+        self.dr_epochs = dr_epochs
         self.pretrain_epochs = pretrain_epochs
         self.epochs = epochs
         self.lr = lr
@@ -476,7 +497,7 @@ class TDEC(DeepClusterer):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        for name in ("decoder_depth", "pretrain_epochs", "epochs"):
+        for name in ("decoder_depth", "pretrain_epochs", "epochs", "dr_epochs"):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or v < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
@@ -548,7 +569,8 @@ class TDEC(DeepClusterer):
             n_neighbors=int(self.n_neighbors), neighbor_rate=float(self.neighbor_rate),
             neighbor_mode=self.neighbor_mode, rec_reduction=self.rec_reduction,
             clu_to_dr=bool(self.clu_to_dr),
-            dr_lr=None if self.dr_lr is None else float(self.dr_lr), pretrain_epochs=int(self.pretrain_epochs),
+            dr_lr=None if self.dr_lr is None else float(self.dr_lr),
+            dr_epochs=int(self.dr_epochs), pretrain_epochs=int(self.pretrain_epochs),
             epochs=int(self.epochs), lr=float(self.lr),
             batch_size=int(self.batch_size), update_interval=self.update_interval,
             tol=float(self.tol), max_rotation=float(self.max_rotation),
