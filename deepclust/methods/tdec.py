@@ -32,6 +32,12 @@ Choices the paper leaves open (stated, not hidden):
   affinities; the perplexity (not given) defaults to 30, capped at (batch - 1) / 3.
 * ``L_rec`` (eq. 8) is the squared error summed over pixels, averaged over the batch; ``L_clu``
   (eq. 7) is averaged over the batch (a sum over a batch of 256 would weigh it 256 times more).
+* Issue 4 follow-up (``docs/methods/tdec.md``, "The clustering space"): ``dr_epochs`` fits the
+  DR block alone on L_dim over the fixed pretrained clean features (Algorithm 1 line 1 over v;
+  L_rec does not depend on v); ``clu_to_dr=False`` keeps L_clu's gradient out of the DR weights
+  (it still reaches the encoder through the DR map) — a deviation from line 11, used by the
+  ``fast`` preset, off by default and in ``paper``; ``dr_lr`` and ``rec_reduction`` are
+  experiment switches (defaults = the behaviour above).
 * The stopping threshold epsilon is not given: ``tol = 0.001`` as in IDEC.
 * Images whose patch size H/4 is odd or fractional are resized (bilinear) to the next multiple of
   8 (Appendix A: 28x28 -> 32x32).
@@ -366,6 +372,17 @@ class TDEC(DeepClusterer):
         clustering space). ``"anchored"``: the neighbourhood keeps its shape (offsets
         ``z_s - z_i`` from the refresh) and moves with the current z_i, so the kernel terms carry
         the gradient; at a refresh both equal eq. 6 exactly.
+    rec_reduction : {"sum", "mean"}, default "sum"
+        Eq. 8 sums the squared error over pixels (``"sum"``); ``"mean"`` averages it (an
+        experiment switch; it lets L_clu dominate the encoder).
+    clu_to_dr : bool, default True
+        Whether L_clu's gradient updates the Dim-Reduction weights (True: Algorithm 1 line 11).
+        False: L_clu reaches the encoder through a frozen copy of the DR map and the DR block is
+        trained by L_dim alone (the ``fast`` preset; see docs/methods/tdec.md).
+    dr_lr : float or None, default None
+        Adam learning rate of the DR block (None: ``lr``).
+    dr_epochs : int, default 0
+        Epochs of DR-only training on L_dim over the fixed clean features after pretraining.
     pretrain_epochs, epochs : int, default 200, 500
         Pretraining on L_stru, then the clustering stage (Algorithm 1's MaxIter = epochs x
         batches per epoch).
