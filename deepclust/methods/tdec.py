@@ -32,6 +32,12 @@ Choices the paper leaves open (stated, not hidden):
   affinities; the perplexity (not given) defaults to 30, capped at (batch - 1) / 3.
 * ``L_rec`` (eq. 8) is the squared error summed over pixels, averaged over the batch; ``L_clu``
   (eq. 7) is averaged over the batch (a sum over a batch of 256 would weigh it 256 times more).
+* Issue 4 follow-up (``docs/methods/tdec.md``, "The clustering space"): ``dr_epochs`` fits the
+  DR block alone on L_dim over the fixed pretrained clean features (Algorithm 1 line 1 over v;
+  L_rec does not depend on v); ``clu_to_dr=False`` keeps L_clu's gradient out of the DR weights
+  (it still reaches the encoder through the DR map) — a deviation from line 11, used by the
+  ``fast`` preset, off by default and in ``paper``; ``dr_lr`` and ``rec_reduction`` are
+  experiment switches (defaults = the behaviour above).
 * The stopping threshold epsilon is not given: ``tol = 0.001`` as in IDEC.
 * Images whose patch size H/4 is odd or fractional are resized (bilinear) to the next multiple of
   8 (Appendix A: 28x28 -> 32x32).
@@ -111,9 +117,11 @@ def augment(
     return warp_affine(x, M, dsize=(H, W), padding_mode="zeros", align_corners=True)
 
 
-def _rec_loss(rec: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Eq. 8: squared error summed over each sample's pixels, averaged over the batch."""
-    return (rec - x).pow(2).flatten(1).sum(1).mean()
+def _rec_loss(rec: torch.Tensor, x: torch.Tensor, reduction: str = "sum") -> torch.Tensor:
+    """Eq. 8: squared error summed over each sample's pixels (``"sum"``) or averaged over them
+    (``"mean"``, Keras/PyTorch ``mse``), then averaged over the batch."""
+    err = (rec - x).pow(2).flatten(1)  # (B, d)
+    return (err.sum(1) if reduction == "sum" else err.mean(1)).mean()
 
 
 @torch.no_grad()
@@ -160,6 +168,10 @@ def _train_tdec(
     n_neighbors: int,
     neighbor_rate: float,
     neighbor_mode: str,
+    rec_reduction: str = "sum",
+    clu_to_dr: bool = True,
+    dr_lr: float | None = None,
+    dr_epochs: int = 0,
     pretrain_epochs: int,
     epochs: int,
     lr: float,
@@ -187,8 +199,8 @@ def _train_tdec(
 
     def structure_loss(x: torch.Tensor) -> tuple[torch.Tensor, dict]:
         z_w, z_v, rec = net(x)
-        l_rec = _rec_loss(rec, x)  # eq. 8
-        terms = {"rec": l_rec}
+        l_rec = _rec_loss(rec, x, rec_reduction)  # eq. 8
+        terms = {"rec": l_rec, "z_w": z_w}
         loss = l_rec
         if use_dim_loss:
             l_dim = dim_reduction_loss(z_w, z_v, perplexity).to(l_rec.dtype)  # eqs. 9-11
@@ -196,18 +208,45 @@ def _train_tdec(
             terms["dim"] = l_dim
         return loss, {**terms, "z_v": z_v}
 
+    def make_opt() -> torch.optim.Optimizer:
+        if dr_lr is None or net.dr is None:
+            return torch.optim.Adam(net.parameters(), lr=lr)
+        dr_ids = {id(p) for p in net.dr.parameters()}
+        rest = [p for p in net.parameters() if id(p) not in dr_ids]
+        return torch.optim.Adam([{"params": rest}, {"params": list(net.dr.parameters()),
+                                                     "lr": dr_lr}], lr=lr)
+
     # -- Algorithm 1, line 1: initialise w, u, v by minimising L_stru -----------------------
     def pre_step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
         loss, terms = structure_loss(view(idx))
         terms.pop("z_v")
+        terms.pop("z_w")
         return {"loss": loss, **terms}
 
     if pretrain_epochs > 0:
-        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        opt = make_opt()
         fit_loop(model=net, optimizer=opt, step=pre_step, epochs=pretrain_epochs, stage="pretrain",
                  batches=lambda e: minibatches(n, batch_size, generator=generator),
                  history=history, generator=generator, verbose=verbose,
                  checkpoint_path=checkpoint_path, checkpoint_every=1 if checkpoint_path else 0, resume=resume)
+
+    if dr_epochs > 0 and net.dr is not None and use_dim_loss:
+        # Algorithm 1 line 1 minimises L_stru over (w, u, v); L_rec does not depend on v, so
+        # with the pretrained encoder fixed, minimising L_stru over v is minimising L_dim over v
+        # (eqs. 9-11). This block-coordinate step finishes that minimisation cheaply: the
+        # features of the clean images are computed once, only the small DR MLP is trained.
+        z_w_all, _ = _features(net, X)  # (n, m), no gradient
+        opt_dr = torch.optim.Adam(net.dr.parameters(), lr=dr_lr if dr_lr is not None else lr)
+        for _ in range(int(dr_epochs)):
+            tot, cnt = 0.0, 0
+            for idx in minibatches(n, batch_size, generator=generator):
+                zw = z_w_all[idx.to(device)]
+                l_dim = dim_reduction_loss(zw, net.dr(zw), perplexity)  # eqs. 9-11
+                opt_dr.zero_grad(set_to_none=True)
+                l_dim.backward()
+                opt_dr.step()
+                tot, cnt = tot + float(l_dim.detach()) * len(idx), cnt + len(idx)
+            history.add("dr_fit", {"dim": tot / max(cnt, 1)})
 
     if not clustering_head:  # CH off: learnable centres initialised by k-means, as IDEC
         from sklearn.cluster import KMeans
@@ -257,6 +296,12 @@ def _train_tdec(
         idx_d = idx.to(device)
         l_stru, terms = structure_loss(view(idx))
         z_v = terms.pop("z_v")
+        z_w = terms.pop("z_w")
+        if net.dr is not None and not clu_to_dr:
+            # L_clu reaches the encoder through a frozen copy of the DR block: the DR weights
+            # are trained by L_dim alone (the map keeps following the feature space)
+            frozen = {k: v.detach() for k, v in net.dr.named_parameters()}
+            z_v = torch.func.functional_call(net.dr, frozen, (z_w,))
         if clustering_head:
             neigh = state["bank"][state["knn"][idx_d]]  # (B, k, c), from the last refresh
             if neighbor_mode == "anchored":
@@ -269,7 +314,7 @@ def _train_tdec(
         return {"loss": l_stru + alpha * l_clu, **terms, "clu": l_clu}  # eq. 13
 
     if epochs > 0:
-        opt = torch.optim.Adam(net.parameters(), lr=lr)
+        opt = make_opt()
         fit_loop(model=net, optimizer=opt, step=step, epochs=epochs, stage="cluster",
                  batches=batches, history=history, generator=generator, verbose=verbose,
                  on_epoch_end=lambda e, m: state["converged"] or state["step"] >= max_iter,
@@ -327,6 +372,17 @@ class TDEC(DeepClusterer):
         clustering space). ``"anchored"``: the neighbourhood keeps its shape (offsets
         ``z_s - z_i`` from the refresh) and moves with the current z_i, so the kernel terms carry
         the gradient; at a refresh both equal eq. 6 exactly.
+    rec_reduction : {"sum", "mean"}, default "sum"
+        Eq. 8 sums the squared error over pixels (``"sum"``); ``"mean"`` averages it (an
+        experiment switch; it lets L_clu dominate the encoder).
+    clu_to_dr : bool, default True
+        Whether L_clu's gradient updates the Dim-Reduction weights (True: Algorithm 1 line 11).
+        False: L_clu reaches the encoder through a frozen copy of the DR map and the DR block is
+        trained by L_dim alone (the ``fast`` preset; see docs/methods/tdec.md).
+    dr_lr : float or None, default None
+        Adam learning rate of the DR block (None: ``lr``).
+    dr_epochs : int, default 0
+        Epochs of DR-only training on L_dim over the fixed clean features after pretraining.
     pretrain_epochs, epochs : int, default 200, 500
         Pretraining on L_stru, then the clustering stage (Algorithm 1's MaxIter = epochs x
         batches per epoch).
@@ -377,6 +433,10 @@ class TDEC(DeepClusterer):
         n_neighbors: int = 50,
         neighbor_rate: float = 0.02,
         neighbor_mode: str = "anchored",
+        rec_reduction: str = "sum",
+        clu_to_dr: bool = True,
+        dr_lr: float | None = None,
+        dr_epochs: int = 0,
         pretrain_epochs: int = 200,
         epochs: int = 500,
         lr: float = 0.01,
@@ -413,6 +473,10 @@ class TDEC(DeepClusterer):
         self.n_neighbors = n_neighbors
         self.neighbor_rate = neighbor_rate
         self.neighbor_mode = neighbor_mode
+        self.rec_reduction = rec_reduction
+        self.clu_to_dr = clu_to_dr
+        self.dr_lr = dr_lr
+        self.dr_epochs = dr_epochs
         self.pretrain_epochs = pretrain_epochs
         self.epochs = epochs
         self.lr = lr
@@ -450,7 +514,7 @@ class TDEC(DeepClusterer):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        for name in ("decoder_depth", "pretrain_epochs", "epochs"):
+        for name in ("decoder_depth", "pretrain_epochs", "epochs", "dr_epochs"):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or v < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
@@ -459,6 +523,8 @@ class TDEC(DeepClusterer):
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not float(self.lr) > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if self.dr_lr is not None and not float(self.dr_lr) > 0:
+            raise ValueError(f"dr_lr must be None or > 0, got {self.dr_lr!r}")
         if not float(self.perplexity) >= 1:
             raise ValueError(f"perplexity must be >= 1, got {self.perplexity!r}")
         if not 0 < float(self.neighbor_rate) < 1:
@@ -468,6 +534,10 @@ class TDEC(DeepClusterer):
         if self.neighbor_mode not in ("anchored", "bank"):
             raise ValueError(
                 f"neighbor_mode must be 'anchored' or 'bank', got {self.neighbor_mode!r}"
+            )
+        if self.rec_reduction not in ("sum", "mean"):
+            raise ValueError(
+                f"rec_reduction must be 'sum' or 'mean', got {self.rec_reduction!r}"
             )
         if self.update_interval is not None and int(self.update_interval) < 1:
             raise ValueError(f"update_interval must be None or >= 1, got {self.update_interval!r}")
@@ -514,7 +584,10 @@ class TDEC(DeepClusterer):
             use_augment=bool(self.augment) and not self._vector_mode_, alpha=float(self.alpha),
             beta=float(self.beta), perplexity=float(self.perplexity),
             n_neighbors=int(self.n_neighbors), neighbor_rate=float(self.neighbor_rate),
-            neighbor_mode=self.neighbor_mode, pretrain_epochs=int(self.pretrain_epochs),
+            neighbor_mode=self.neighbor_mode, rec_reduction=self.rec_reduction,
+            clu_to_dr=bool(self.clu_to_dr),
+            dr_lr=None if self.dr_lr is None else float(self.dr_lr),
+            dr_epochs=int(self.dr_epochs), pretrain_epochs=int(self.pretrain_epochs),
             epochs=int(self.epochs), lr=float(self.lr),
             batch_size=int(self.batch_size), update_interval=self.update_interval,
             tol=float(self.tol), max_rotation=float(self.max_rotation),

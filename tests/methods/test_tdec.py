@@ -89,3 +89,67 @@ def test_tdec_bad_input():
         TDEC(n_clusters=3, **{**TINY, "neighbor_rate": 2.0}).fit(X)
     with pytest.raises(ValueError, match="NaN"):
         TDEC(n_clusters=3, **TINY).fit(np.full((10, 1, 8, 8), np.nan, np.float32))
+
+
+def test_rec_loss_reductions_match_numpy():
+    from deepclust.methods.tdec import _rec_loss
+
+    rng = np.random.default_rng(0)
+    a, b = rng.random((5, 1, 4, 3)), rng.random((5, 1, 4, 3))
+    ref_sum = ((a - b) ** 2).reshape(5, -1).sum(1).mean()  # eq. 8
+    ref_mean = ((a - b) ** 2).mean()
+    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+    assert float(_rec_loss(ta, tb)) == pytest.approx(ref_sum)
+    assert float(_rec_loss(ta, tb, "mean")) == pytest.approx(ref_mean)
+
+
+def _dr_params(m):
+    return [p.detach().clone() for p in m.model_.dr.parameters()]
+
+
+def test_clu_to_dr_off_keeps_dr_block_out_of_the_clustering_loss():
+    """With beta = 0 the DR block only gets gradient from L_clu; clu_to_dr=False blocks it."""
+    X, _ = _images()
+    kw = {**TINY, "beta": 0.0, "pretrain_epochs": 1, "epochs": 2, "tol": 0.0}
+    init = TDEC(n_clusters=3, random_state=0, **{**kw, "pretrain_epochs": 0, "epochs": 0}).fit(X)
+    off = TDEC(n_clusters=3, random_state=0, clu_to_dr=False, **kw).fit(X)
+    on = TDEC(n_clusters=3, random_state=0, **kw).fit(X)
+    for p0, p1 in zip(_dr_params(init), _dr_params(off), strict=True):
+        torch.testing.assert_close(p0, p1)
+    assert any(not torch.equal(p0, p1) for p0, p1 in zip(_dr_params(init), _dr_params(on),
+                                                         strict=True))
+    assert off.n_iter_ > 0 and off.labels_.shape == (90,)
+
+
+def test_dr_lr_is_a_separate_adam_group():
+    X, _ = _images()
+    kw = {**TINY, "pretrain_epochs": 2, "epochs": 0}
+    init = TDEC(n_clusters=3, random_state=0, **{**kw, "pretrain_epochs": 0}).fit(X)
+    slow = TDEC(n_clusters=3, random_state=0, dr_lr=1e-9, **kw).fit(X)
+    fast = TDEC(n_clusters=3, random_state=0, **kw).fit(X)
+    d_slow = max(float((a - b).abs().max()) for a, b in zip(_dr_params(init), _dr_params(slow),
+                                                              strict=True))
+    d_fast = max(float((a - b).abs().max()) for a, b in zip(_dr_params(init), _dr_params(fast),
+                                                              strict=True))
+    assert d_slow < 1e-7 < d_fast  # Adam steps are ~lr in size
+    enc0 = next(init.model_.ae.parameters())
+    assert not torch.equal(enc0, next(slow.model_.ae.parameters()))  # encoder still trains
+    with pytest.raises(ValueError, match="dr_lr"):
+        TDEC(n_clusters=3, **{**TINY, "dr_lr": 0.0}).fit(X)
+    with pytest.raises(ValueError, match="rec_reduction"):
+        TDEC(n_clusters=3, **{**TINY, "rec_reduction": "max"}).fit(X)
+
+
+def test_dr_epochs_fits_only_the_dr_block_on_fixed_features():
+    """The DR-only stage (Algorithm 1 line 1 over v with w fixed) lowers L_dim, leaves the
+    autoencoder untouched."""
+    X, _ = _images()
+    kw = {**TINY, "pretrain_epochs": 2, "epochs": 0, "dr_lr": 1e-2}
+    init = TDEC(n_clusters=3, random_state=0, **kw).fit(X)
+    m = TDEC(n_clusters=3, random_state=0, dr_epochs=30, **kw).fit(X)
+    for a, b in zip(init.model_.ae.parameters(), m.model_.ae.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    dims = m.history_.stages["dr_fit"]["dim"]
+    assert len(dims) == 30 and dims[-1] < 0.8 * dims[0], dims
+    with pytest.raises(ValueError, match="dr_epochs"):
+        TDEC(n_clusters=3, **{**TINY, "dr_epochs": -1}).fit(X)
