@@ -235,18 +235,20 @@ def _train_tdec(
         # with the pretrained encoder fixed, minimising L_stru over v is minimising L_dim over v
         # (eqs. 9-11). This block-coordinate step finishes that minimisation cheaply: the
         # features of the clean images are computed once, only the small DR MLP is trained.
-        z_w_all, _ = _features(net, X)  # (n, m), no gradient
+        feats: dict[str, torch.Tensor] = {}  # clean features, computed once (not on a skipped resume)
+
+        def dr_step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
+            if "z_w" not in feats:
+                feats["z_w"] = _features(net, X)[0]  # (n, m), no gradient
+            zw = feats["z_w"][idx.to(device)]
+            l_dim = dim_reduction_loss(zw, net.dr(zw), perplexity)  # eqs. 9-11
+            return {"loss": l_dim, "dim": l_dim}
+
         opt_dr = torch.optim.Adam(net.dr.parameters(), lr=dr_lr if dr_lr is not None else lr)
-        for _ in range(int(dr_epochs)):
-            tot, cnt = 0.0, 0
-            for idx in minibatches(n, batch_size, generator=generator):
-                zw = z_w_all[idx.to(device)]
-                l_dim = dim_reduction_loss(zw, net.dr(zw), perplexity)  # eqs. 9-11
-                opt_dr.zero_grad(set_to_none=True)
-                l_dim.backward()
-                opt_dr.step()
-                tot, cnt = tot + float(l_dim.detach()) * len(idx), cnt + len(idx)
-            history.add("dr_fit", {"dim": tot / max(cnt, 1)})
+        fit_loop(model=net, optimizer=opt_dr, step=dr_step, epochs=int(dr_epochs), stage="dr_fit",
+                 batches=lambda e: minibatches(n, batch_size, generator=generator),
+                 history=history, generator=generator, verbose=verbose,
+                 checkpoint_path=checkpoint_path, checkpoint_every=1 if checkpoint_path else 0, resume=resume)
 
     if not clustering_head:  # CH off: learnable centres initialised by k-means, as IDEC
         from sklearn.cluster import KMeans
