@@ -1,0 +1,88 @@
+"""Tiny fits of the DEC family, EDESC, TDEC, RECAL and SCDSC shared by the distributed tests.
+
+``fit_case(name)`` builds the tiny data and estimator of one method and fits it in the current
+process (which may be a rank of a process group); ``signature`` hashes the labels and weights.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+METHODS = ["dec", "idec", "edesc", "tdec", "recal", "scdsc"]
+
+
+def vectors(n: int = 60, d: int = 20, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.random((3, d)) * 2
+    return (centres[np.arange(n) % 3] + 0.1 * rng.normal(size=(n, d))).astype(np.float32)
+
+
+def images(n_per: int = 10, k: int = 3, size: int = 8, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    X = 0.05 * rng.random((n_per * k, 1, size, size)).astype(np.float32)
+    for c in range(k):
+        X[c * n_per : (c + 1) * n_per, 0, :, 2 * c + 1 : 2 * c + 3] += 0.9
+    return np.clip(X, 0, 1)
+
+
+def scene(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    gt = np.zeros((10, 9), dtype=int)
+    gt[:5, :4], gt[:5, 4:], gt[5:, :] = 1, 2, 3
+    spectra = rng.uniform(0.5, 2.0, size=(4, 8))
+    return (spectra[gt] + 0.05 * rng.normal(size=(10, 9, 8))).astype(np.float32)
+
+
+def make(name: str, **extra):
+    """(estimator, data) of a tiny fit of ``name``."""
+    from deepclust.methods.dec import DEC, IDEC
+    from deepclust.methods.edesc import EDESC
+    from deepclust.methods.recal import RECAL
+    from deepclust.methods.scdsc import SCDSC
+    from deepclust.methods.tdec import TDEC
+
+    dec = dict(hidden_dims=(16,), latent_dim=4, pretrain_epochs=2, batch_size=16, max_iter=8,
+               update_interval=3, n_init=2, random_state=0, device="cpu")
+    if name == "dec":
+        return DEC(3, **{**dec, **extra}), vectors()
+    if name == "idec":
+        return IDEC(3, **{**dec, **extra}), vectors()
+    if name == "edesc":
+        return EDESC(3, **{**dict(hidden=(16,), latent=6, n_subspace_dims=2, pretrain_epochs=2, epochs=2,
+                                  batch_size=16, kmeans_n_init=2, random_state=0, device="cpu"), **extra}), vectors()
+    if name == "tdec":
+        return TDEC(3, **{**dict(depth=1, embed_dim=8, hidden_dims=(16, 16, 16), latent_dim=4, dr_dims=(8, 8),
+                                 n_neighbors=4, pretrain_epochs=1, epochs=2, batch_size=16, perplexity=5.0,
+                                 lr=3e-3, random_state=0, device="cpu"), **extra}), images()
+    if name == "recal":
+        return RECAL(3, **{**dict(width=0.0625, epochs=2, batch_size=8, lr=0.01, kmeans_n_init=2,
+                                  random_state=0, device="cpu"), **extra}), np.repeat(images(n_per=8, size=16), 1, 0)
+    if name == "scdsc":
+        return SCDSC(3, **{**dict(n_components=4, patch=3, channels=4, finch_patch=3, finch_pca=6, window=3,
+                                  epochs=2, pretrain_epochs=1, pretrain_batch_size=32, kmeans_n_init=2,
+                                  beta2=1.0, random_state=0, device="cpu"), **extra}), scene()
+    raise ValueError(name)
+
+
+def signature(est) -> str:
+    m = hashlib.sha1(np.asarray(est.labels_).astype(np.int64).tobytes())
+    for _, v in sorted(est.model_.state_dict().items()):
+        m.update(v.detach().cpu().float().numpy().tobytes())
+    return m.hexdigest()[:16]
+
+
+def fit_case(name: str, **extra):
+    est, X = make(name, **extra)
+    return est.fit(X)
+
+
+if __name__ == "__main__":  # print the signatures (bit-identity check against another checkout)
+    import sys
+
+    import torch
+
+    torch.set_num_threads(1)
+    for name in sys.argv[1:] or METHODS:
+        print(name, signature(fit_case(name)), flush=True)
