@@ -350,7 +350,23 @@ def fit_loop(
             break
     if bar is not None:
         bar.close()
+    if distributed:
+        _average_buffers(model)  # one model on every rank (BatchNorm statistics are per rank)
     return history
+
+
+def _average_buffers(model: torch.nn.Module) -> None:
+    """Average the floating-point buffers (BatchNorm running statistics) over the ranks, so every
+    rank ends a stage with the same model (parameters are kept equal by the gradient averaging);
+    integer buffers (``num_batches_tracked``) are equal on every rank already."""
+    import torch.distributed as dist
+
+    w = dist.get_world_size()
+    with torch.no_grad():
+        for t in model.buffers():
+            if t.is_floating_point():
+                dist.all_reduce(t.data, op=dist.ReduceOp.SUM)
+                t.data.div_(w)
 
 
 def _broadcast_module(model: torch.nn.Module) -> None:
