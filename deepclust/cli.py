@@ -149,8 +149,6 @@ def _cmd_run(args) -> int:
     if args.nproc == 1:
         record = run_experiment(args.method, **kwargs)
     else:
-        if args.checkpoint_dir is not None:
-            raise ValueError("--checkpoint-dir with --nproc > 1 is not supported yet; drop one of them")
         from deepclust.distributed import launch_local
 
         record = launch_local(args.nproc, _distributed_run, {"method": args.method, **kwargs})

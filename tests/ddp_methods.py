@@ -11,6 +11,7 @@ import hashlib
 import numpy as np
 
 METHODS = ["dec", "idec", "edesc", "tdec", "recal", "scdsc"]
+RESUME = dict(tol=0.0)  # the resume cases: IDEC without early convergence (2 + 2 epochs)
 
 
 def vectors(n: int = 60, d: int = 20, seed: int = 0) -> np.ndarray:
@@ -86,3 +87,97 @@ if __name__ == "__main__":  # print the signatures (bit-identity check against a
     torch.set_num_threads(1)
     for name in sys.argv[1:] or METHODS:
         print(name, signature(fit_case(name)), flush=True)
+
+
+# -- pieces of the 2-process test (tests/test_distributed_methods.py) ------------------------
+class Interrupt(Exception):
+    """Raised on every rank at the same epoch end to simulate a killed run."""
+
+
+def interrupted_fit(name: str, ckpt: str, after_epochs: int) -> None:
+    """Fit ``name`` with a checkpoint after every epoch and stop it (on every rank alike) in the
+    epoch end after ``after_epochs`` epochs were checkpointed."""
+    import deepclust.training as T
+
+    real = T.History.add
+    calls = {"n": 0}
+
+    def add(self, stage, means):
+        calls["n"] += 1
+        if calls["n"] > after_epochs:
+            raise Interrupt
+        real(self, stage, means)
+
+    T.History.add = add
+    try:
+        fit_case(name, checkpoint_path=ckpt, **RESUME)
+    except Interrupt:
+        pass
+    else:
+        raise AssertionError("the fit finished before the interruption")
+    finally:
+        T.History.add = real
+
+
+def dec_step(gamma: float | None, n: int = 11) -> dict:
+    """One clustering step of DEC (gamma None) / IDEC on ``n`` rows, global batch = all rows,
+    SGD instead of Adam (Adam's first step is blind to the gradient's scale). Returns the weights."""
+    import torch
+
+    from deepclust.methods import dec as dec_mod
+
+    rng = np.random.default_rng(3)
+    X = torch.from_numpy(rng.normal(size=(n, 5)).astype(np.float32))
+    real = torch.optim.Adam
+    torch.optim.Adam = lambda params, lr: torch.optim.SGD(params, lr=lr)
+    try:
+        out = dec_mod._train_dec(
+            X=X, n_clusters=3, hidden_dims=(8,), latent_dim=3, alpha=1.0, gamma=gamma,
+            pretrain_epochs=1, pretrain_lr=0.5, lr=0.5, batch_size=n, max_iter=1, update_interval=1,
+            tol=0.0, n_init=1, seed=0, generator=torch.Generator().manual_seed(0), verbose=False,
+        )
+    finally:
+        torch.optim.Adam = real
+    w = {k: v.detach().clone() for k, v in out["model"].state_dict().items()}
+    return {"w": w, "labels": torch.from_numpy(out["labels"]), "kl": out["history"].stages["cluster"]["kl"][0]}
+
+
+def dec_initial_weights(n: int = 11) -> dict:
+    """The DEC module's weights before training (same seed as :func:`dec_step`)."""
+    import torch
+
+    from deepclust.methods.dec import _DECModule
+    from deepclust.nn.mlp_ae import MLPAutoencoder
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        m = _DECModule(MLPAutoencoder(5, (8,), 3), 3)
+    return {k: v.detach().clone() for k, v in m.state_dict().items()}
+
+
+def worker(rank: int, world: int, init_file: str, out: str, names: list[str]) -> None:
+    """One rank: tiny fits of ``names``, the DEC/IDEC step, and the checkpoint cases."""
+    import os
+
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    res: dict = {}
+    try:
+        for name in names:
+            est = fit_case(name)
+            res[name] = {"labels": torch.from_numpy(np.asarray(est.labels_, dtype=np.int64)),
+                         "sig": signature(est)}
+        for name, gamma in (("dec_step", None), ("idec_step", 0.1)):
+            res[name] = dec_step(gamma)
+        # resume a 1-process checkpoint (written by the test) in 2 processes
+        est = fit_case("idec", checkpoint_path=os.path.join(out, "ckpt_1proc.pt"), resume=True, **RESUME)
+        res["resume_1to2"] = {"labels": torch.from_numpy(est.labels_), "sig": signature(est),
+                              "history": est.history_.to_dict()}
+        # write a 2-process checkpoint, interrupted (the test resumes it in 1 process)
+        interrupted_fit("idec", os.path.join(out, "ckpt_2proc.pt"), after_epochs=3)
+        torch.save(res, os.path.join(out, f"rank{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
