@@ -106,6 +106,7 @@ def test_cli_run_with_two_local_processes(tmp_path, monkeypatch):
     assert main(base + ["--nproc", "2", "--out", str(out)] + ckpt + tiny) == 0
     record = json.loads((out / "metrics.json").read_text())
     assert record["nproc"] == 2 and record["n_samples"] == 40
+    assert len(record["peak_rss_mb_per_rank"]) == 2
     assert np.load(out / "labels.npy").shape == (40,)
     assert len(list((tmp_path / "c").glob("*.pt"))) == 1  # written by rank 0
     # the 2-process checkpoint resumes in 1 process (finished: nothing is retrained)
