@@ -101,3 +101,19 @@ def test_helpers_without_a_process_group():
         D.shard_range(-1)
     with pytest.raises(TypeError, match="torch.Tensor"):
         D.gather_rows([1, 2])
+
+
+def test_run_under_torchrun_refuses_nproc(tmp_path, monkeypatch, capsys):
+    """Under torchrun's environment the processes are torchrun's: --nproc is a clear error."""
+    from deepclust.cli import _under_torchrun, main
+
+    monkeypatch.delenv("RANK", raising=False)
+    assert not _under_torchrun()
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert not _under_torchrun()  # a 1-process "group" is an ordinary run
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert _under_torchrun()
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((10, 4)).astype(np.float32))
+    assert main(["run", "idec", "--data", str(tmp_path / "x.npy"), "--nproc", "2", "--out", str(tmp_path / "o")]) == 2
+    assert "--nproc-per-node" in capsys.readouterr().err
