@@ -11,6 +11,7 @@ import hashlib
 import numpy as np
 
 METHODS = ["dec", "idec", "edesc", "tdec", "recal", "scdsc"]
+VARIANTS = ["recal_exact", "scdsc_chunked"]
 RESUME = dict(tol=0.0)  # the resume cases: IDEC without early convergence (2 + 2 epochs)
 
 
@@ -64,6 +65,10 @@ def make(name: str, **extra):
         return SCDSC(3, **{**dict(n_components=4, patch=3, channels=4, finch_patch=3, finch_pca=6, window=3,
                                   epochs=2, pretrain_epochs=1, pretrain_batch_size=32, kmeans_n_init=2,
                                   beta2=1.0, random_state=0, device="cpu"), **extra}), scene()
+    if name == "recal_exact":  # exact virtual batches of 2 mini-batches (two passes, all-reduced marginal)
+        return make("recal", **{**dict(virtual_batches=2, virtual_batch="exact"), **extra})
+    if name == "scdsc_chunked":  # the memory-bounded step: dL/dS over all pixels, rows back-propagated per rank
+        return make("scdsc", **{**dict(chunk_size=20), **extra})
     raise ValueError(name)
 
 
