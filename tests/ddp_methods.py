@@ -147,6 +147,34 @@ def dec_step(gamma: float | None, n: int = 11) -> dict:
     return {"w": w, "labels": torch.from_numpy(out["labels"]), "kl": out["history"].stages["cluster"]["kl"][0]}
 
 
+def edesc_step(n: int = 11) -> dict:
+    """One EDESC training step (eq. 4 basis terms, rec, KL to the batch target whose frequencies
+    f_j are all-reduced) on ``n`` rows, global batch = all rows, SGD. Returns initial and final weights.
+
+    kl_weight=100 so that the KL term moves the weights measurably: with weight 1 a per-rank
+    target (f_j of the shard only) stays within 1e-5 of the global one (checked by hand)."""
+    import torch
+
+    from deepclust.methods.edesc import BasisClusteringNet, _train_edesc, seeded_init
+    from deepclust.nn.mlp_ae import MLPAutoencoder
+    from deepclust.training import History
+
+    rng = np.random.default_rng(4)
+    X = torch.from_numpy(rng.normal(size=(n, 5)).astype(np.float32))
+    with seeded_init(0):
+        net = BasisClusteringNet(MLPAutoencoder(5, hidden=(8,), latent=4), n_clusters=3, d=1, eta=5.0)
+        torch.nn.init.normal_(net.D)
+    w0 = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    real = torch.optim.Adam
+    torch.optim.Adam = lambda params, lr: torch.optim.SGD(params, lr=lr)
+    try:
+        _train_edesc(net=net, X=X, epochs=1, batch_size=n, lr=0.05, kl_weight=100.0, basis_weight=1.0,
+                     generator=torch.Generator().manual_seed(0), device="cpu", history=History(), verbose=False)
+    finally:
+        torch.optim.Adam = real
+    return {"w0": w0, "w": {k: v.detach().clone() for k, v in net.state_dict().items()}}
+
+
 def dec_initial_weights(n: int = 11) -> dict:
     """The DEC module's weights before training (same seed as :func:`dec_step`)."""
     import torch
@@ -177,6 +205,7 @@ def worker(rank: int, world: int, init_file: str, out: str, names: list[str]) ->
                          "sig": signature(est)}
         for name, gamma in (("dec_step", None), ("idec_step", 0.1)):
             res[name] = dec_step(gamma)
+        res["edesc_step"] = edesc_step()
         # resume a 1-process checkpoint (written by the test) in 2 processes
         est = fit_case("idec", checkpoint_path=os.path.join(out, "ckpt_1proc.pt"), resume=True, **RESUME)
         res["resume_1to2"] = {"labels": torch.from_numpy(est.labels_), "sig": signature(est),

@@ -1,8 +1,9 @@
 """DEC, IDEC, EDESC, TDEC, RECAL and SCDSC in 2 gloo processes (one spawn for the whole file).
 
 * every method's tiny fit finishes and both ranks hold the same labels and weights;
-* one DEC / IDEC clustering step (target P from all ranks' embeddings, rows split 6 + 5) gives
-  the weights of 1 process on the union batch (1e-5);
+* one DEC / IDEC clustering step (target P from all ranks' embeddings, rows split 6 + 5) and one
+  EDESC step (target frequencies all-reduced) give the weights of 1 process on the union batch
+  (1e-5);
 * checkpoints resume across rank counts: 1 -> 2 processes and 2 -> 1 process, each giving the
   labels of an uninterrupted fit.
 """
@@ -67,6 +68,16 @@ def test_dec_clustering_step_equals_one_process_on_the_union_batch(ddp, gamma):
         for k, v in ref["w"].items():
             torch.testing.assert_close(got["w"][k], v, atol=1e-5, rtol=0, msg=f"{key} rank {r} {k}")
         assert torch.equal(got["labels"], ref["labels"])
+
+
+def test_edesc_step_equals_one_process_on_the_union_batch(ddp):
+    _, ranks, M, _ = ddp
+    ref = M.edesc_step()
+    moved = max(float((ref["w"][k] - v).abs().max()) for k, v in ref["w0"].items())
+    assert moved > 1e-3
+    for r in range(2):
+        for k, v in ref["w"].items():
+            torch.testing.assert_close(ranks[r]["edesc_step"]["w"][k], v, atol=1e-5, rtol=0, msg=f"rank {r} {k}")
 
 
 def test_resume_across_rank_counts(ddp):
