@@ -11,7 +11,7 @@ import hashlib
 import numpy as np
 
 METHODS = ["dec", "idec", "edesc", "tdec", "recal", "scdsc"]
-VARIANTS = ["recal_exact", "scdsc_chunked"]
+VARIANTS = ["recal_exact", "scdsc_chunked", "tdec_kmeans"]
 RESUME = dict(tol=0.0)  # the resume cases: IDEC without early convergence (2 + 2 epochs)
 
 
@@ -69,6 +69,8 @@ def make(name: str, **extra):
         return make("recal", **{**dict(virtual_batches=2, virtual_batch="exact"), **extra})
     if name == "scdsc_chunked":  # the memory-bounded step: dL/dS over all pixels, rows back-propagated per rank
         return make("scdsc", **{**dict(chunk_size=20), **extra})
+    if name == "tdec_kmeans":  # clustering head off: learnable centres from k-means on rank 0
+        return make("tdec", **{**dict(clustering_head=False), **extra})
     raise ValueError(name)
 
 

@@ -41,7 +41,8 @@ def ddp(tmp_path_factory):
     return out, ranks, M, refs
 
 
-@pytest.mark.parametrize("name", ["dec", "idec", "edesc", "tdec", "recal", "scdsc", "recal_exact", "scdsc_chunked"])
+@pytest.mark.parametrize("name", ["dec", "idec", "edesc", "tdec", "recal", "scdsc", "recal_exact", "scdsc_chunked",
+                                  "tdec_kmeans"])
 def test_two_processes_fit_and_agree(ddp, name):
     _, ranks, M, _ = ddp
     a, b = ranks[0][name], ranks[1][name]
@@ -51,7 +52,8 @@ def test_two_processes_fit_and_agree(ddp, name):
     assert torch.equal(a["labels"], b["labels"])  # every rank holds the same labels_
     assert a["sig"] == b["sig"]  # ... and the same weights
     assert a["labels"].min() >= 0 and a["labels"].max() < 3
-    if not name.startswith("recal"):  # (2 epochs of the tiny RECAL put every image in one class, also in 1 process)
+    # the tiny RECAL (2 epochs) and TDEC without its head put every image in one class, also in 1 process
+    if not name.startswith("recal") and name != "tdec_kmeans":
         assert len(np.unique(a["labels"].numpy())) > 1  # not a degenerate run
 
 
