@@ -293,7 +293,10 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         if path.exists() and not path.is_file():
             raise ValueError(f"checkpoint_path {path} is a folder; give a file path such as {path / 'fit.pt'}")
         if not resume and path.exists():
-            path.unlink()
+            from deepclust.distributed import rank
+
+            if rank() == 0:  # under a process group rank 0 owns the file (it writes it)
+                path.unlink(missing_ok=True)
 
     def _n_samples_of(self, X: np.ndarray, fit_params: dict) -> int:
         """Number of samples to be clustered (scene methods count masked pixels)."""

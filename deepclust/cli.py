@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -149,11 +150,25 @@ def _cmd_run(args) -> int:
     )
     if args.nproc < 1:
         raise ValueError(f"--nproc must be >= 1, got {args.nproc}")
-    if args.nproc == 1:
+    if _under_torchrun():
+        # started by torchrun (several nodes): this process is one rank of torchrun's group
+        if args.nproc != 1:
+            raise ValueError("--nproc starts local workers; under torchrun use its --nproc-per-node instead")
+        import torch.distributed as dist
+
+        from deepclust.distributed import init_from_env, rank
+
+        init_from_env()
+        try:
+            is_rank0 = rank() == 0
+            record = _distributed_run(args.method, **kwargs)
+        finally:
+            dist.destroy_process_group()
+        if not is_rank0:  # only rank 0 writes outputs and reports
+            return 0
+    elif args.nproc == 1:
         record = run_experiment(args.method, **kwargs)
     else:
-        if args.checkpoint_dir is not None:
-            raise ValueError("--checkpoint-dir with --nproc > 1 is not supported yet; drop one of them")
         from deepclust.distributed import launch_local
 
         record = launch_local(args.nproc, _distributed_run, {"method": args.method, **kwargs})
@@ -170,6 +185,11 @@ def _cmd_run(args) -> int:
     print(json.dumps(shown))
     print(f"outputs written to {out}/")
     return 0
+
+
+def _under_torchrun() -> bool:
+    """True when torchrun (or another launcher) set RANK/WORLD_SIZE for more than one process."""
+    return "RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
 def _distributed_run(method: str, **kwargs) -> dict:

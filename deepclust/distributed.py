@@ -27,6 +27,7 @@ import tempfile
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -39,6 +40,11 @@ __all__ = [
     "init_from_env",
     "use_global_batch",
     "launch_local",
+    "shard_range",
+    "gather_rows",
+    "map_rows",
+    "broadcast_array",
+    "run_on_rank0",
 ]
 
 
@@ -203,3 +209,119 @@ def launch_local(nproc: int, fn: Callable[..., Any], kwargs: dict | None = None)
         mp.spawn(_local_worker, args=(nproc, tmp, fn, dict(kwargs or {})), nprocs=nproc, join=True)
         with open(os.path.join(tmp, "result.json")) as fh:
             return json.load(fh)
+
+
+# -- whole-data-set helpers (no gradient): shard a pass over N rows, gather, broadcast -----------
+def shard_range(n: int) -> tuple[int, int]:
+    """This rank's contiguous rows ``[start, stop)`` of ``n`` rows (``(0, n)`` in one process).
+
+    Ranks hold ``ceil`` / ``floor`` shares in rank order, so concatenating the ranks' shards in rank
+    order (what :func:`gather_rows` does) gives the rows in their original order.
+    """
+    if not isinstance(n, int) or n < 0:
+        raise ValueError(f"n must be a non-negative integer, got {n!r}")
+    r, w = rank(), world_size()
+    base, extra = divmod(n, w)
+    start = r * base + min(r, extra)
+    return start, start + base + (1 if r < extra else 0)
+
+
+def gather_rows(x: torch.Tensor) -> torch.Tensor:
+    """All ranks' ``x`` (n_r, ...) concatenated in rank order, without gradient (identity in one
+    process). With :func:`shard_range` shards this restores the original row order."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"gather_rows needs a torch.Tensor, got {type(x).__name__}")
+    if not is_distributed() or world_size() == 1:
+        return x
+    with torch.no_grad():  # through the backend's device (CUDA for NCCL), back to x's device
+        return all_gather_with_grad(x.detach().to(_comm_device())).to(x.device)
+
+
+def map_rows(fn: Callable[[int, int], torch.Tensor], n: int) -> torch.Tensor:
+    """``fn(0, n)`` in one process; under a process group every rank computes ``fn(start, stop)``
+    on its :func:`shard_range` and the results are gathered in the original row order.
+
+    ``fn(start, stop)`` returns a tensor with ``stop - start`` rows (e.g. the embeddings of
+    ``X[start:stop]``); every rank gets the whole ``(n, ...)`` result.
+    """
+    if not is_distributed() or world_size() == 1:
+        return fn(0, n)
+    start, stop = shard_range(n)
+    return gather_rows(fn(start, stop))
+
+
+_DTYPES = [np.float32, np.float64, np.int64, np.int32, np.bool_, np.uint8, np.int8, np.int16]
+_MAX_NDIM = 6
+
+
+def broadcast_array(a: np.ndarray | None, src: int = 0) -> np.ndarray:
+    """Rank ``src``'s numpy array on every rank (other ranks may pass None). Identity in one process.
+
+    Shape and dtype travel with the data (no pickle). Supported dtypes: float32/64, int8/16/32/64,
+    uint8, bool; at most 6 dimensions.
+    """
+    if not is_distributed() or world_size() == 1:
+        if a is None:
+            raise ValueError("broadcast_array needs an array in a single process")
+        return a
+    if rank() == src:
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"broadcast_array needs a numpy array on rank {src}, got {type(a).__name__}")
+        codes = [i for i, t in enumerate(_DTYPES) if a.dtype == np.dtype(t)]
+        if not codes or a.ndim > _MAX_NDIM:
+            raise ValueError(f"broadcast_array cannot send dtype {a.dtype} with {a.ndim} dimensions")
+        header = torch.tensor([a.ndim, codes[0], *a.shape] + [0] * (_MAX_NDIM - a.ndim), dtype=torch.long)
+    else:
+        header = torch.zeros(2 + _MAX_NDIM, dtype=torch.long)
+    dev = _comm_device()
+    header = header.to(dev)
+    dist.broadcast(header, src=src)
+    ndim, code = int(header[0]), int(header[1])
+    shape = tuple(int(s) for s in header[2 : 2 + ndim])
+    dtype = _DTYPES[code]
+    if rank() == src:
+        buf = torch.from_numpy(np.ascontiguousarray(a)).to(dev)
+    else:
+        buf = torch.empty(shape, dtype=torch.from_numpy(np.zeros(0, dtype)).dtype, device=dev)
+    dist.broadcast(buf, src=src)
+    return buf.cpu().numpy() if rank() != src else a
+
+
+def run_on_rank0(fn: Callable[[], Any]) -> Any:
+    """Run ``fn()`` (returning a numpy array or a tuple of arrays) on rank 0 only and broadcast the
+    result, so every rank holds the same values (e.g. k-means, whose result must agree on all
+    ranks). In one process this is just ``fn()``."""
+    if not is_distributed() or world_size() == 1:
+        return fn()
+    out = fn() if rank() == 0 else None
+    flag = torch.tensor([isinstance(out, tuple), len(out) if isinstance(out, tuple) else 1])
+    flag = flag.to(_comm_device())
+    dist.broadcast(flag, src=0)
+    if bool(flag[0]):
+        items = list(out) if out is not None else [None] * int(flag[1])
+        return tuple(broadcast_array(np.asarray(v) if v is not None else None) for v in items)
+    return broadcast_array(np.asarray(out) if out is not None else None)
+
+
+def _comm_device() -> torch.device:
+    """CPU for gloo, the current CUDA device for NCCL."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def shard_weight(n_local: int) -> float:
+    """Factor that turns a rank's per-sample *mean* loss into its exact share of the global mean.
+
+    ``n_local * W / n_global`` (one all-reduce of the count): with gradient averaging over the
+    ``W`` ranks, ``sum_r weight_r * mean_r / W = sum_r sum_r' / n_global``, the single-process
+    mean over the union batch, also when the ranks hold unequal shares. 1.0 in one process.
+    """
+    if not is_distributed() or world_size() == 1:
+        return 1.0
+    t = torch.tensor([float(n_local)], dtype=torch.float64, device=_comm_device())
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    total = float(t.item())
+    if total <= 0:
+        raise ValueError("shard_weight: the global batch is empty on every rank")
+    return n_local * world_size() / total

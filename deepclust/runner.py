@@ -173,6 +173,16 @@ def _peak_rss_mb() -> float:
     return peak / 1024.0 if sys.platform != "darwin" else peak / 1024.0**2
 
 
+def _peak_rss_per_rank() -> list[float]:
+    """Every rank's peak RSS (MB), in rank order (a collective under a process group)."""
+    import torch
+
+    from deepclust.distributed import gather_rows
+
+    mine = torch.tensor([_peak_rss_mb()], dtype=torch.float64)
+    return [round(float(v), 1) for v in gather_rows(mine)]
+
+
 def _check_writable(out: Path) -> None:
     """Refuse an ``--out`` that cannot be written, *before* any work and without creating
     anything: the nearest existing ancestor must be a writable folder."""
@@ -332,6 +342,8 @@ def run_experiment(
                 r = evaluate(ds.y, alt)
                 record[f"{name}"] = {k: r[k] for k in ("acc", "nmi", "ari")}
         sizes = cluster_size_report(labels, n_clusters, ds.X, seed=seed)
+        if _world_size() > 1:
+            record["peak_rss_mb_per_rank"] = _peak_rss_per_rank()
         record.update(
             fit_seconds=round(fit_seconds, 3),
             peak_rss_mb=round(_peak_rss_mb(), 1),

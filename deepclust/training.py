@@ -33,7 +33,10 @@ from deepclust.distributed import is_distributed
 from deepclust.distributed import rank as dist_rank
 from deepclust.distributed import world_size as dist_world_size
 
-__all__ = ["History", "fit_loop", "minibatches", "atomic_torch_save", "load_checkpoint", "pack_state", "unpack_state"]
+__all__ = [
+    "History", "fit_loop", "minibatches", "atomic_torch_save", "load_checkpoint", "pack_state", "unpack_state",
+    "average_buffers",
+]
 
 log = logging.getLogger("deepclust")
 
@@ -236,9 +239,12 @@ def fit_loop(
     global_step = 0
     done_stages: list[str] = []
     stage_final: dict[str, dict] = {}
-    if checkpoint_path is not None and Path(checkpoint_path).exists():
+    if checkpoint_path is not None and (resume or dist_rank() == 0) and Path(checkpoint_path).exists():
         # The file remembers which stages of this fit finished; a method starting a fresh fit
-        # (resume=False) removes its old checkpoint first.
+        # (resume=False) removes its old checkpoint first. Under a process group every rank reads
+        # the same file when resuming (the state is global: model, optimizer, epoch and the
+        # generators of the shared permutation), so a checkpoint resumes with any number of
+        # ranks; without resume only rank 0, the writer, needs it.
         ckpt = load_checkpoint(checkpoint_path)
         done_stages = list(ckpt.get("done_stages", []))
         stage_final = dict(ckpt.get("stage_final", {}))
@@ -350,7 +356,23 @@ def fit_loop(
             break
     if bar is not None:
         bar.close()
+    if distributed:
+        average_buffers(model)  # one model on every rank (BatchNorm statistics are per rank)
     return history
+
+
+def average_buffers(model: torch.nn.Module) -> None:
+    """Average the floating-point buffers (BatchNorm running statistics) over the ranks, so every
+    rank ends a stage with the same model (parameters are kept equal by the gradient averaging);
+    integer buffers (``num_batches_tracked``) are equal on every rank already."""
+    import torch.distributed as dist
+
+    w = dist.get_world_size()
+    with torch.no_grad():
+        for t in model.buffers():
+            if t.is_floating_point():
+                dist.all_reduce(t.data, op=dist.ReduceOp.SUM)
+                t.data.div_(w)
 
 
 def _broadcast_module(model: torch.nn.Module) -> None:

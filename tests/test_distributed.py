@@ -101,9 +101,17 @@ def test_cli_run_with_two_local_processes(tmp_path, monkeypatch):
     base = ["run", "cc", "--data", str(tmp_path / "x.npy"), "--gt", str(tmp_path / "y.npy"), "--no-pictures"]
     tiny = ["--set", "epochs=1", "img_size=16", "width=4", "stem=cifar", "batch_size=16"]
     assert main(base + ["--nproc", "0", "--out", str(tmp_path / "bad")] + tiny) == 2
-    assert main(base + ["--nproc", "2", "--checkpoint-dir", str(tmp_path / "c"), "--out", str(tmp_path / "b")]) == 2
     out = tmp_path / "run"
-    assert main(base + ["--nproc", "2", "--out", str(out)] + tiny) == 0
+    ckpt = ["--checkpoint-dir", str(tmp_path / "c")]
+    assert main(base + ["--nproc", "2", "--out", str(out)] + ckpt + tiny) == 0
     record = json.loads((out / "metrics.json").read_text())
     assert record["nproc"] == 2 and record["n_samples"] == 40
+    assert len(record["peak_rss_mb_per_rank"]) == 2
     assert np.load(out / "labels.npy").shape == (40,)
+    assert len(list((tmp_path / "c").glob("*.pt"))) == 1  # written by rank 0
+    # the 2-process checkpoint resumes in 1 process (finished: nothing is retrained)
+    out1 = tmp_path / "resumed"
+    assert main(base + ["--nproc", "1", "--out", str(out1), "--resume"] + ckpt + tiny) == 0
+    again = json.loads((out1 / "metrics.json").read_text())
+    assert again["nproc"] == 1 and again["checkpoint"]["resumed"] is True
+    np.testing.assert_array_equal(np.load(out1 / "labels.npy"), np.load(out / "labels.npy"))

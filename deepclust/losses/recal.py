@@ -41,7 +41,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from deepclust.distributed import all_reduce_sum, use_global_batch
+from deepclust.distributed import all_reduce_sum, use_global_batch, world_size
 
 __all__ = [
     "recal_entropies",
@@ -135,8 +135,12 @@ class PaperVirtualBatch:
         phi, psi = self._terms(logits)
         size = self.size + int(logits.shape[0])  # line 4
         h_phi = self.h_phi.to(phi.device) + phi  # line 7
-        big_h_phi = -h_phi / size  # line 8 with eq. 3's sign
         h_psi = self.h_psi.to(psi.device) + psi  # line 9
+        if use_global_batch(None):  # the union of the ranks' virtual batches (same value everywhere)
+            h_phi = all_reduce_sum(h_phi.reshape(1))[0]
+            h_psi = all_reduce_sum(h_psi)
+            size = float(all_reduce_sum(torch.tensor([float(size)], dtype=torch.float64, device=phi.device))[0])
+        big_h_phi = -h_phi / size  # line 8 with eq. 3's sign
         big_h_psi, _ = _class_entropy(h_psi)  # lines 10-11
         self.reset()  # line 14
         return {"loss": lambda_ * big_h_phi - big_h_psi, "h_phi": big_h_phi, "h_psi": big_h_psi}
@@ -209,6 +213,11 @@ def exact_virtual_batch_backward(
             col = p.sum(dim=0) if col is None else col + p.sum(dim=0)  # s_l, (K,)
             plogp = plogp + (p * log_p).sum()
             n += int(p.shape[0])
+        w = world_size() if use_global_batch(None) else 1
+        if w > 1:  # the union of the ranks' virtual batches: sums and count over the ranks
+            col = all_reduce_sum(col)
+            plogp = all_reduce_sum(torch.as_tensor(plogp, dtype=col.dtype, device=col.device).reshape(1))[0]
+            n = int(all_reduce_sum(torch.tensor([n], dtype=torch.long, device=col.device))[0])
         h_psi, p_l = _class_entropy(col)
         h_phi = -plogp / n
         s_total = col.sum()
@@ -220,6 +229,8 @@ def exact_virtual_batch_backward(
         log_p = F.log_softmax(forward(b), dim=1)
         p = log_p.exp()
         surrogate = -(lambda_ / n) * (p * log_p).sum() + (p * g).sum()
+        if w > 1:  # this rank's exact share, times W: the loop then averages over the W ranks
+            surrogate = surrogate * w
         surrogate.backward()
     loss = lambda_ * h_phi - h_psi
     return {"loss": loss.detach(), "h_phi": h_phi.detach(), "h_psi": h_psi.detach()}

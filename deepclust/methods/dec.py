@@ -29,6 +29,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
+from deepclust import distributed as ddp
 from deepclust.base import DeepClusterer
 from deepclust.losses.dec import kl_divergence, student_t_assignment, target_distribution
 from deepclust.nn.mlp_ae import MLPAutoencoder
@@ -59,6 +60,12 @@ def _embed(model: _DECModule, X: torch.Tensor, batch_size: int = 4096) -> torch.
     out = torch.cat(chunks)
     model.train()
     return out
+
+
+def _embed_all(model: _DECModule, X: torch.Tensor) -> torch.Tensor:
+    """Embeddings of all of ``X`` (N, m); under a process group each rank embeds its shard and the
+    shards are gathered in the original order (every rank gets all N rows)."""
+    return ddp.map_rows(lambda a, b: _embed(model, X[a:b]), len(X))
 
 
 def _kmeans(z: np.ndarray, n_clusters: int, n_init: int, seed: int) -> tuple[np.ndarray, ...]:
@@ -103,24 +110,32 @@ def _train_dec(
     history = History()
 
     # -- stage 1: autoencoder pretraining on the reconstruction loss ------------------------
+    distributed = ddp.world_size() > 1
+    # a last global batch with fewer rows than ranks would leave a rank empty: drop it (never in
+    # one process, where this is always False)
+    drop_last = n >= batch_size and 0 < n % batch_size < ddp.world_size()
+
     def rec_step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
         x = X[idx.to(device)]
         _, rec = model.ae(x)
         loss = torch.nn.functional.mse_loss(rec, x)
+        if distributed:  # this rank's exact share of the union-batch mean (see ddp.shard_weight)
+            return {"loss": loss * ddp.shard_weight(len(idx)), "rec": loss}
         return {"loss": loss, "rec": loss}
 
     if pretrain_epochs > 0:
         opt = torch.optim.Adam(model.ae.parameters(), lr=pretrain_lr)
         fit_loop(
             model=model, optimizer=opt, step=rec_step, epochs=pretrain_epochs, stage="pretrain",
-            batches=lambda e: minibatches(n, batch_size, generator=generator), history=history,
+            batches=lambda e: minibatches(n, batch_size, generator=generator, drop_last=drop_last,
+                                          shard=True), history=history,
             generator=generator, verbose=verbose,
             checkpoint_path=checkpoint_path, checkpoint_every=1 if checkpoint_path else 0, resume=resume,
         )
 
     # -- stage 2: k-means initialisation of the centres in the embedding --------------------
-    z0 = _embed(model, X).cpu().numpy()
-    centers, labels0 = _kmeans(z0, n_clusters, n_init, seed)
+    z0 = _embed_all(model, X).cpu().numpy()  # all ranks' embeddings, original order
+    centers, labels0 = ddp.run_on_rank0(lambda: _kmeans(z0, n_clusters, n_init, seed))  # same on all ranks
     with torch.no_grad():
         model.centers.copy_(torch.from_numpy(centers).to(device))
 
@@ -131,7 +146,7 @@ def _train_dec(
     def refresh() -> None:
         """Q over all samples (DEC eq. 1), P (DEC eq. 3), labels, label-change stop test."""
         with torch.no_grad():
-            q = student_t_assignment(_embed(model, X), model.centers, alpha)
+            q = student_t_assignment(_embed_all(model, X), model.centers, alpha)
             state["p"] = target_distribution(q)  # f_j over the whole data set
             labels = q.argmax(1).cpu().numpy()
         if state["n_refresh"] > 0:
@@ -144,7 +159,7 @@ def _train_dec(
     def batches(epoch: int) -> Iterator[torch.Tensor]:
         # The refresh happens here, *before* the batch is handed to the loop, so a converged
         # model takes no further step (as in DEC: check, then train).
-        for idx in minibatches(n, batch_size, generator=generator):
+        for idx in minibatches(n, batch_size, generator=generator, drop_last=drop_last, shard=True):
             if state["step"] >= max_iter:
                 return
             if state["step"] % update_interval == 0:
@@ -158,18 +173,20 @@ def _train_dec(
         idx = idx.to(device)
         x = X[idx]
         z, rec, q = model(x, alpha)
-        kl = kl_divergence(state["p"][idx], q)  # DEC eq. 2
+        kl = kl_divergence(state["p"][idx], q)  # DEC eq. 2 (P over all ranks' samples)
+        w = ddp.shard_weight(len(idx)) if distributed else None  # exact union-batch mean
         if gamma is None:  # DEC: clustering loss only
-            return {"loss": kl, "kl": kl}
+            return {"loss": kl * w if distributed else kl, "kl": kl}
         rec_loss = torch.nn.functional.mse_loss(rec, x)
-        return {"loss": rec_loss + gamma * kl, "kl": kl, "rec": rec_loss}  # IDEC eq. 7
+        loss = rec_loss + gamma * kl  # IDEC eq. 7
+        return {"loss": loss * w if distributed else loss, "kl": kl, "rec": rec_loss}
 
     if gamma is None:
         params = list(model.ae.encoder.parameters()) + [model.centers]
     else:
         params = list(model.parameters())
     opt = torch.optim.Adam(params, lr=lr)
-    n_batches = math.ceil(n / batch_size)
+    n_batches = n // batch_size if drop_last else math.ceil(n / batch_size)
     epochs = max(1, math.ceil(max_iter / n_batches) + 1)
     fit_loop(
         model=model, optimizer=opt, step=clu_step, epochs=epochs, stage="cluster",
@@ -182,11 +199,11 @@ def _train_dec(
     )
 
     with torch.no_grad():
-        z = _embed(model, X)
+        z = _embed_all(model, X)
         q = student_t_assignment(z, model.centers, alpha)
     return {
         "model": model,
-        "labels": q.argmax(1).cpu().numpy().astype(np.int64),
+        "labels": ddp.broadcast_array(q.argmax(1).cpu().numpy().astype(np.int64)),  # rank 0's everywhere
         "embedding": z.cpu().numpy(),
         "centers": model.centers.detach().cpu().numpy(),
         "history": history,

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepclust import distributed as ddp
 from deepclust.base import DeepClusterer
 from deepclust.losses.dec import kl_divergence, target_distribution
 from deepclust.losses.subspace import basis_constraint, subspace_affinity
@@ -133,14 +134,23 @@ def seeded_init(seed: int):
 
 @torch.no_grad()
 def encode_all(ae: nn.Module, X: torch.Tensor, *, batch_size: int, device) -> np.ndarray:
-    """Codes of ``X`` in eval mode, in batches (no autograd memory)."""
+    """Codes of ``X`` in eval mode, in batches (no autograd memory).
+
+    Under a process group this is a collective: every rank encodes its shard of the rows and all
+    ranks get all codes in the original order (:func:`deepclust.distributed.map_rows`).
+    """
     was = ae.training
     ae.eval()
-    out = [
-        ae.encode(X[i : i + batch_size].to(device)).cpu() for i in range(0, X.shape[0], batch_size)
-    ]
+
+    def codes(a: int, b: int) -> torch.Tensor:
+        if b <= a:  # an empty shard (fewer rows than ranks): no rows of the right width
+            return ae.encode(X[:1].to(device)).cpu()[:0]
+        return torch.cat([ae.encode(X[i : min(i + batch_size, b)].to(device)).cpu()
+                          for i in range(a, b, batch_size)])
+
+    out = ddp.map_rows(codes, X.shape[0])
     ae.train(was)
-    return torch.cat(out).numpy()
+    return out.numpy()
 
 
 def pretrain_autoencoder(
@@ -162,11 +172,16 @@ def pretrain_autoencoder(
     if epochs <= 0:
         return
     opt = torch.optim.Adam(ae.parameters(), lr=lr)
+    n = X.shape[0]
+    distributed = ddp.world_size() > 1
+    drop_last = n >= batch_size and 0 < n % batch_size < ddp.world_size()  # never in one process
 
     def step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
         x = X[idx].to(device)
         _, x_hat = ae(x)
         rec = F.mse_loss(x_hat, x)
+        if distributed:  # this rank's share of the union-batch mean
+            return {"loss": rec * ddp.shard_weight(len(idx)), "rec": rec}
         return {"loss": rec, "rec": rec}
 
     fit_loop(
@@ -176,7 +191,7 @@ def pretrain_autoencoder(
         epochs=epochs,
         stage="pretrain",
         history=history,
-        batches=lambda e: minibatches(X.shape[0], batch_size, generator=generator),
+        batches=lambda e: minibatches(n, batch_size, generator=generator, drop_last=drop_last, shard=True),
         generator=generator,
         checkpoint_path=checkpoint_path,
         checkpoint_every=1 if checkpoint_path else 0,
@@ -204,14 +219,24 @@ def _train_edesc(
     rng: np.random.Generator | None = None,
 ) -> None:
     opt = torch.optim.Adam(net.parameters(), lr=lr)
+    n = X.shape[0]
+    distributed = ddp.world_size() > 1
+    drop_last = n >= batch_size and 0 < n % batch_size < ddp.world_size()  # never in one process
 
     def step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
         x = X[idx].to(device)
         z, x_hat, s = net(x)
         rec = F.mse_loss(x_hat, x)
-        kl = kl_divergence(target_distribution(s), s, reduction="batchmean")  # target detached
         between, unit = net.basis_terms()
-        loss = rec + kl_weight * kl + basis_weight * (between + unit)
+        if distributed:
+            # the target's soft frequencies f_j over the global batch (all ranks' rows); the
+            # per-sample terms become this rank's share of the union-batch mean
+            f = ddp.all_reduce_sum(s.detach().sum(dim=0))
+            kl = kl_divergence(target_distribution(s, counts=f), s, reduction="batchmean")
+            loss = ddp.shard_weight(len(idx)) * (rec + kl_weight * kl) + basis_weight * (between + unit)
+        else:
+            kl = kl_divergence(target_distribution(s), s, reduction="batchmean")  # target detached
+            loss = rec + kl_weight * kl + basis_weight * (between + unit)
         return {"loss": loss, "rec": rec, "kl": kl, "basis_between": between, "basis_unit": unit}
 
     fit_loop(
@@ -221,7 +246,7 @@ def _train_edesc(
         epochs=epochs,
         stage="train",
         history=history,
-        batches=lambda e: minibatches(X.shape[0], batch_size, generator=generator),
+        batches=lambda e: minibatches(n, batch_size, generator=generator, drop_last=drop_last, shard=True),
         generator=generator,
         checkpoint_path=checkpoint_path,
         checkpoint_every=1 if checkpoint_path else 0,
@@ -326,7 +351,9 @@ class EDESC(DeepClusterer):
             rng=self._rng,
         )
         z = encode_all(ae, Xt, batch_size=4096, device=self.device_)
-        init_labels, _ = kmeans_codes(z, k, n_init=int(self.kmeans_n_init), seed=self.seed_)
+        init_labels, _ = ddp.run_on_rank0(  # rank 0's k-means on every rank
+            lambda: kmeans_codes(z, k, n_init=int(self.kmeans_n_init), seed=self.seed_)
+        )
         with torch.no_grad():
             net.D.copy_(torch.from_numpy(init_bases(z, init_labels, k, d, rng=self._rng)))
         _train_edesc(
@@ -347,7 +374,7 @@ class EDESC(DeepClusterer):
         )
         self.model_ = net
         self.history_ = history
-        self.labels_ = self._predict(X)
+        self.labels_ = ddp.broadcast_array(self._predict(X))  # rank 0's labels on every rank
         self.init_labels_ = init_labels
         self.selection_ = "last epoch (no model selection)"
         self.diagnostics_ = {

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepclust import distributed as ddp
 from deepclust.base import DeepClusterer, check_data, check_n_clusters, make_generators
 from deepclust.losses.recal import (
     exact_virtual_batch_backward,
@@ -219,11 +220,12 @@ class RECAL(DeepClusterer):
             resume=bool(self.resume), verbose=bool(self.verbose),
         )
         self.model_ = model
-        logits, feats = self._infer(Xt)
-        self.labels_ = logits.argmax(1).numpy().astype(np.int64)  # eq. 1
-        self.labels_kmeans_ = self._kmeans(feats.numpy())
+        logits, feats = self._infer_all(Xt)
+        # eq. 1; rank 0's labels and k-means on every rank (one process: as computed)
+        self.labels_ = ddp.broadcast_array(logits.argmax(1).numpy().astype(np.int64))
+        self.labels_kmeans_ = ddp.run_on_rank0(lambda: self._kmeans(feats.numpy()))
         self.extra_labels_ = {"kmeans": self.labels_kmeans_}
-        h_phi, h_psi = recal_entropies(logits.double())
+        h_phi, h_psi = recal_entropies(logits.double(), global_batch=False)  # all rows are here
         sizes = np.bincount(self.labels_, minlength=int(self.n_clusters))
         self.diagnostics_ = {
             "h_phi": float(h_phi), "h_psi": float(h_psi),
@@ -266,6 +268,16 @@ class RECAL(DeepClusterer):
             feats.append(z.cpu())
         model.train(was_training)
         return torch.cat(logits), torch.cat(feats)
+
+    def _infer_all(self, Xt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_infer` of all rows; under a process group every rank infers its shard and the
+        shards are gathered in the original order (the ranks hold the same weights and
+        BatchNorm statistics after ``fit_loop``)."""
+        if ddp.world_size() == 1:
+            return self._infer(Xt)
+        a, b = ddp.shard_range(Xt.shape[0])
+        logits, feats = self._infer(Xt[a:b])
+        return ddp.gather_rows(logits), ddp.gather_rows(feats)
 
     def _kmeans(self, feats: np.ndarray) -> np.ndarray:
         from sklearn.cluster import KMeans as SKKMeans
@@ -337,7 +349,9 @@ def _train_recal(
     drop_last = n > bs
 
     def batches(epoch: int):
-        mbs = list(minibatches(n, bs, generator=generator, drop_last=drop_last))
+        # shard=True: under a process group bs is the global mini-batch, each rank holds its rows
+        # and the class marginal / entropies are all-reduced (losses.recal)
+        mbs = list(minibatches(n, bs, generator=generator, drop_last=drop_last, shard=True))
         for i in range(0, len(mbs), virtual_batches):
             yield mbs[i:i + virtual_batches]  # one virtual batch = t mini-batches
 

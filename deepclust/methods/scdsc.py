@@ -41,6 +41,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from deepclust import distributed as ddp
 from deepclust.base import DeepClusterer, check_n_clusters
 from deepclust.cluster.finch import finch
 from deepclust.losses.dec import kl_divergence, target_distribution
@@ -55,7 +56,7 @@ from deepclust.methods.edesc import (
     seeded_init,
 )
 from deepclust.nn.conv_ae import ConvPatchAutoencoder
-from deepclust.training import History, fit_loop, pack_state, unpack_state
+from deepclust.training import History, average_buffers, fit_loop, pack_state, unpack_state
 
 __all__ = [
     "SCDSC",
@@ -238,10 +239,17 @@ def _train_scdsc(
     n_mini = int(mini_index.max()) + 1 if mini_index is not None else None
     chunk = n if chunk_size is None else max(1, min(int(chunk_size), n))
     track: dict = {"shares": [], "best": -1.0}
+    # Distributed (--nproc): each rank forwards its contiguous shard of the pixels; the soft
+    # assignments S are gathered (with gradient) in pixel order, so the mini-cluster means
+    # (eqs. 7-9) and the spatial filter (eqs. 11-12) see all pixels and every rank computes the
+    # same global losses. The reconstruction is this rank's part of the global mean, times W.
+    world = ddp.world_size()
+    lo, hi = ddp.shard_range(n)
 
     def cluster_terms(s: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if mini_index is not None:  # eqs. 7-9, averaged over l*k entries
-            nl = minicluster_kl(s, mini_index, n_mini, reduction="mean")
+            # s holds all pixels (gathered when distributed): no further all-reduce
+            nl = minicluster_kl(s, mini_index, n_mini, reduction="mean", global_batch=False)
         else:  # Baseline: EDESC's pixel-level KL (every pixel its own mini-cluster)
             nl = kl_divergence(target_distribution(s), s, reduction="mean")
         if local:  # eqs. 11-12, averaged over n*k entries
@@ -255,12 +263,54 @@ def _train_scdsc(
         track["shares"].append(share)
         track["last_labels"] = s.argmax(dim=1).cpu().numpy().astype(np.int64)
         if share > track["best"]:  # parameters as they produced this s (before the update)
+            if world > 1:  # one snapshot on every rank: BatchNorm statistics averaged (linear)
+                average_buffers(net)
             track["best"] = share
             track["best_epoch"] = len(track["shares"]) - 1
             track["best_labels"] = track["last_labels"]
             track["best_state"] = copy.deepcopy(net.state_dict())
 
+    def step_distributed() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The step below over this rank's pixels ``X[lo:hi]``; returns (rec, nl, loc, S, basis)
+        after the backward (``rec`` global, all tensors detached)."""
+        between, unit = net.basis_terms()
+        basis = beta * (between + unit)  # identical on every rank: averaging keeps its gradient
+        xr = X[lo:hi]
+        if chunk >= n:
+            _, x_hat, s_loc = net(xr)
+            s = ddp.all_gather_with_grad(s_loc)  # (N, k), pixel order; backward sums the ranks
+            rec_r = F.mse_loss(x_hat, xr, reduction="sum") / X.numel()  # this rank's share, eq. 13
+            nl, loc = cluster_terms(s)
+            (world * rec_r + basis + beta1 * nl + beta2 * loc).backward()
+            s_all = s.detach()
+        else:  # chunked: dL/dS over all pixels, then this rank's chunks (times W, see above)
+            with torch.no_grad():
+                s_all = ddp.gather_rows(torch.cat([net(xr[a : a + chunk])[2] for a in range(0, hi - lo, chunk)]))
+            s_leaf = s_all.clone().requires_grad_(True)
+            nl, loc = cluster_terms(s_leaf)
+            (beta1 * nl + beta2 * loc).backward()
+            g = s_leaf.grad[lo:hi]  # this rank's rows of dL/dS
+            rec_r = torch.zeros((), device=X.device)
+            for a in range(0, hi - lo, chunk):
+                xc = xr[a : a + chunk]
+                _, x_hat, s_c = net(xc)
+                rec_c = F.mse_loss(x_hat, xc, reduction="sum") / X.numel()
+                (world * (rec_c + (g[a : a + chunk] * s_c).sum())).backward()
+                rec_r = rec_r + rec_c.detach()
+            basis.backward()
+        rec = ddp.all_reduce_sum(rec_r.detach().reshape(1))[0]  # the global eq. 13 value
+        return rec, nl.detach(), loc.detach(), s_all, basis.detach()
+
     def step(_batch) -> dict[str, torch.Tensor]:
+        if world > 1:
+            rec, nl, loc, s_all, basis = step_distributed()
+            between, unit = (t.detach() for t in net.basis_terms())
+            record(s_all)
+            return {
+                "loss": rec + basis + beta1 * nl + beta2 * loc, "rec": rec,
+                "basis_between": between, "basis_unit": unit, "nonlocal": nl, "local": loc,
+                "confident_share": torch.tensor(track["shares"][-1]),
+            }
         between, unit = net.basis_terms()
         basis = beta * (between + unit)  # eq. 4 terms, weight beta = 1e-3 each
         if chunk >= n:  # faithful full-batch step

@@ -59,6 +59,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepclust import distributed as ddp
 from deepclust.base import DeepClusterer
 from deepclust.cluster.density_peaks import density_peaks, knn_indices, neighbor_assignment
 from deepclust.losses.dec import kl_divergence, student_t_assignment, target_distribution
@@ -137,21 +138,37 @@ def _features(net: TDECNet, X: torch.Tensor, batch_size: int = 1024):
     return torch.cat(zw), torch.cat(zv)
 
 
+def _features_all(net: TDECNet, X: torch.Tensor):
+    """:func:`_features` of all of ``X``; under a process group each rank computes its shard and
+    the shards are gathered in the original order (every rank gets all rows)."""
+    if ddp.world_size() == 1:
+        return _features(net, X)
+    a, b = ddp.shard_range(len(X))
+    z_w, z_v = _features(net, X[a:b])
+    return ddp.gather_rows(z_w), ddp.gather_rows(z_v)
+
+
 def _head_assign(z_v: torch.Tensor, n_clusters: int, *, n_neighbors: int, neighbor_rate: float,
                  seed: int, chunk: int = 8192) -> dict:
     """Clustering head over the whole set: density-peak centres (eqs. 2-4), kNN lists and the
-    neighbour-weighted assignments (eqs. 5-6)."""
+    neighbour-weighted assignments (eqs. 5-6). Under a process group the density peaks and kNN
+    lists are computed on rank 0 and broadcast (``z_v`` is the same on every rank)."""
     Z = z_v.detach().cpu().double().numpy()
-    dp = density_peaks(Z, n_clusters, neighbor_rate=neighbor_rate, random_state=seed)
     k = int(min(n_neighbors, len(Z) - 1))
-    knn = torch.from_numpy(knn_indices(Z, k)).to(z_v.device)  # (n, k)
-    centers = z_v[torch.from_numpy(dp.centers).to(z_v.device)]  # (K, c)
+
+    def peaks_and_knn():
+        dp = density_peaks(Z, n_clusters, neighbor_rate=neighbor_rate, random_state=seed)
+        return dp.centers, knn_indices(Z, k), np.asarray(dp.dc, dtype=np.float64)
+
+    center_index, knn_np, dc = ddp.run_on_rank0(peaks_and_knn)
+    knn = torch.from_numpy(knn_np).to(z_v.device)  # (n, k)
+    centers = z_v[torch.from_numpy(center_index).to(z_v.device)]  # (K, c)
     q = torch.cat([
         neighbor_assignment(z_v[i : i + chunk], z_v[knn[i : i + chunk]], centers)
         for i in range(0, len(z_v), chunk)
     ])
-    return {"q": q, "centers": centers, "knn": knn, "bank": z_v.detach().clone(), "dc": dp.dc,
-            "center_index": dp.centers}
+    return {"q": q, "centers": centers, "knn": knn, "bank": z_v.detach().clone(), "dc": float(dc),
+            "center_index": center_index}
 
 
 def _train_tdec(
@@ -190,6 +207,8 @@ def _train_tdec(
     n = X.shape[0]
     device = X.device
     history = History()
+    distributed = ddp.world_size() > 1
+    drop_last = n >= batch_size and 0 < n % batch_size < ddp.world_size()  # never in one process
 
     def view(idx: torch.Tensor) -> torch.Tensor:
         x = X[idx.to(device)]
@@ -200,13 +219,19 @@ def _train_tdec(
     def structure_loss(x: torch.Tensor) -> tuple[torch.Tensor, dict]:
         z_w, z_v, rec = net(x)
         l_rec = _rec_loss(rec, x, rec_reduction)  # eq. 8
-        terms = {"rec": l_rec, "z_w": z_w}
-        loss = l_rec
+        terms = {"rec": l_rec}
+        # distributed: per-sample terms weighted to this rank's share of the union-batch mean
+        w = ddp.shard_weight(len(x)) if distributed else None
+        loss = l_rec * w if distributed else l_rec
         if use_dim_loss:
-            l_dim = dim_reduction_loss(z_w, z_v, perplexity).to(l_rec.dtype)  # eqs. 9-11
+            if distributed:  # the affinities of eqs. 9-11 over the global batch (gathered with grad)
+                l_dim = dim_reduction_loss(ddp.all_gather_with_grad(z_w), ddp.all_gather_with_grad(z_v),
+                                           perplexity).to(l_rec.dtype)
+            else:
+                l_dim = dim_reduction_loss(z_w, z_v, perplexity).to(l_rec.dtype)  # eqs. 9-11
             loss = loss + beta * l_dim  # eq. 12
             terms["dim"] = l_dim
-        return loss, {**terms, "z_v": z_v}
+        return loss, {**terms, "z_v": z_v, "z_w": z_w, "w": w}
 
     def make_opt() -> torch.optim.Optimizer:
         if dr_lr is None or net.dr is None:
@@ -221,12 +246,14 @@ def _train_tdec(
         loss, terms = structure_loss(view(idx))
         terms.pop("z_v")
         terms.pop("z_w")
+        terms.pop("w")
         return {"loss": loss, **terms}
 
     if pretrain_epochs > 0:
         opt = make_opt()
         fit_loop(model=net, optimizer=opt, step=pre_step, epochs=pretrain_epochs, stage="pretrain",
-                 batches=lambda e: minibatches(n, batch_size, generator=generator),
+                 batches=lambda e: minibatches(n, batch_size, generator=generator, drop_last=drop_last,
+                                               shard=True),
                  history=history, generator=generator, verbose=verbose,
                  checkpoint_path=checkpoint_path, checkpoint_every=1 if checkpoint_path else 0, resume=resume)
 
@@ -253,16 +280,17 @@ def _train_tdec(
     if not clustering_head:  # CH off: learnable centres initialised by k-means, as IDEC
         from sklearn.cluster import KMeans
 
-        _, zv0 = _features(net, X)
-        km = KMeans(n_clusters=n_clusters, n_init=20, random_state=seed).fit(zv0.cpu().numpy())
-        c0 = torch.from_numpy(km.cluster_centers_.astype(np.float32))
+        _, zv0 = _features_all(net, X)
+        c0 = torch.from_numpy(ddp.run_on_rank0(  # rank 0's k-means on every rank
+            lambda: KMeans(n_clusters=n_clusters, n_init=20, random_state=seed)
+            .fit(zv0.cpu().numpy()).cluster_centers_.astype(np.float32)))
         net.centers = nn.Parameter(c0.to(device))
 
     state: dict = {"step": 0, "n_refresh": 0, "labels": None, "delta": 1.0, "converged": False}
 
     def refresh() -> None:
         """Algorithm 1 lines 3-9: all clustering features, centres, assignments, stop test."""
-        _, z_v = _features(net, X)  # line 3
+        _, z_v = _features_all(net, X)  # line 3 (all ranks' rows, original order)
         if clustering_head:
             head = _head_assign(z_v, n_clusters, n_neighbors=n_neighbors,
                                 neighbor_rate=neighbor_rate, seed=seed)  # lines 4, 6
@@ -279,12 +307,12 @@ def _train_tdec(
         state["labels"] = labels
         state["n_refresh"] += 1
 
-    n_batches = math.ceil(n / batch_size)
+    n_batches = n // batch_size if drop_last else math.ceil(n / batch_size)
     interval = int(update_interval or n_batches)
     max_iter = epochs * n_batches
 
     def batches(epoch: int) -> Iterator[torch.Tensor]:
-        for idx in minibatches(n, batch_size, generator=generator):  # line 10
+        for idx in minibatches(n, batch_size, generator=generator, drop_last=drop_last, shard=True):  # line 10
             if state["step"] >= max_iter:
                 return
             if state["step"] % interval == 0:
@@ -299,6 +327,7 @@ def _train_tdec(
         l_stru, terms = structure_loss(view(idx))
         z_v = terms.pop("z_v")
         z_w = terms.pop("z_w")
+        w = terms.pop("w")
         if net.dr is not None and not clu_to_dr:
             # L_clu reaches the encoder through a frozen copy of the DR block: the DR weights
             # are trained by L_dim alone (the map keeps following the feature space)
@@ -313,6 +342,8 @@ def _train_tdec(
         else:
             q = student_t_assignment(z_v, net.centers)
         l_clu = kl_divergence(state["p"][idx_d], q)  # eq. 7
+        if distributed:  # l_stru is weighted already; P comes from all ranks' rows
+            return {"loss": l_stru + alpha * w * l_clu, **terms, "clu": l_clu}
         return {"loss": l_stru + alpha * l_clu, **terms, "clu": l_clu}  # eq. 13
 
     if epochs > 0:
@@ -598,7 +629,7 @@ class TDEC(DeepClusterer):
         )
         st = out["state"]
         self.model_ = net.cpu()
-        self.labels_ = st["labels"].astype(np.int64)
+        self.labels_ = ddp.broadcast_array(st["labels"].astype(np.int64))  # rank 0's on every rank
         _, z_v = _features(net, Xt.cpu())
         self.embedding_ = z_v.numpy()
         if self.clustering_head:
