@@ -81,15 +81,22 @@ def run_bench(*, methods: list[str], datasets: list[str], seeds: list[int], pres
                     else:
                         failures.append({"seed": seed, "error": err})
                         print(f"[bench] {method} {dataset} seed {seed}: FAILED: {err}", flush=True)
-                payload = {"method": method, "dataset": dataset, "preset": preset, "tag": tag,
-                           "overrides": overrides or [], "status": "ok" if runs else "failed",
-                           "runs": runs, "failures": failures,
-                           "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-                           "date": time.strftime("%Y-%m-%d")}
+                    # written after every seed, so an interrupted grid keeps the seeds it finished
+                    path.write_text(json.dumps(_payload(method, dataset, preset, tag, overrides, runs, failures),
+                                               indent=2))
+                payload = _payload(method, dataset, preset, tag, overrides, runs, failures)
             path.write_text(json.dumps(payload, indent=2))
             written.append(path)
     render_results(bench_dir)
     return written
+
+
+def _payload(method, dataset, preset, tag, overrides, runs, failures) -> dict:
+    return {"method": method, "dataset": dataset, "preset": preset, "tag": tag,
+            "overrides": overrides or [], "status": "ok" if runs else "failed",
+            "runs": runs, "failures": failures,
+            "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+            "date": time.strftime("%Y-%m-%d")}
 
 
 def _one_run(method, dataset, seed, preset, overrides, timeout, keep_dir=None):
