@@ -221,11 +221,12 @@ def is_large_scene(cube: np.ndarray) -> bool:
     return is_memory_mapped(cube) or cube.size * 4 >= LAZY_SCENE_BYTES
 
 
-def iter_row_tiles(cube: np.ndarray, tile_pixels: int = TILE_PIXELS):
+def iter_row_tiles(cube: np.ndarray, tile_pixels: int | None = None):
     """Yield (t, B) pixel tiles of a cube (H, W, B), whole image rows at a time, in row-major
     order. Each tile is a view or a copy of at most ``tile_pixels`` pixels (at least one row);
-    the cube is never copied as a whole."""
+    the cube is never copied as a whole. ``tile_pixels`` defaults to :data:`TILE_PIXELS`."""
     H, W, B = cube.shape
+    tile_pixels = TILE_PIXELS if tile_pixels is None else tile_pixels
     rows = max(1, int(tile_pixels) // max(1, W))
     for r in range(0, H, rows):
         yield np.asarray(cube[r : r + rows]).reshape(-1, B)
@@ -243,7 +244,7 @@ def check_not_constant(X: np.ndarray, *, kind: InputKind = "any", mask: np.ndarr
     if kind == "scene" and is_large_scene(X):  # tile by tile: no copy of the cube
         first = None
         W = X.shape[1]
-        rows = max(1, TILE_PIXELS // max(1, W))
+        rows = max(1, TILE_PIXELS // max(1, W))  # as iter_row_tiles
         n = 0
         for r, t in zip(range(0, X.shape[0], rows), iter_row_tiles(X), strict=True):
             if mask is not None:

@@ -41,7 +41,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from deepclust.base import TILE_PIXELS, DeepClusterer, check_n_clusters, iter_row_tiles
+from deepclust import base as _base
+from deepclust.base import DeepClusterer, check_n_clusters, iter_row_tiles
 from deepclust.cluster.finch import finch
 from deepclust.data.hsi import extract_patches_torch
 from deepclust.losses.dec import kl_divergence, target_distribution
@@ -121,9 +122,10 @@ class ScenePreprocessor:
     the statistics equal the one-piece ones up to float rounding (no sampling).
     """
 
-    def __init__(self, n_components: int = 8, *, tile_pixels: int = TILE_PIXELS):
+    def __init__(self, n_components: int = 8, *, tile_pixels: int | None = None):
         self.n_components = int(n_components)
-        self.tile_pixels = int(tile_pixels)
+        # None: deepclust.base.TILE_PIXELS (65,536 pixels), read at fit time
+        self.tile_pixels = int(tile_pixels) if tile_pixels is not None else _base.TILE_PIXELS
 
     def _tiles(self, cube: np.ndarray):
         # each tile as float32 first (the precision the one-piece path sees), then float64
@@ -167,7 +169,7 @@ class ScenePreprocessor:
     def transform(self, cube: np.ndarray) -> np.ndarray:
         """(H, W, B) -> (H, W, C) float32, tile by tile for large scenes."""
         H, W, B = cube.shape
-        if H * W <= getattr(self, "tile_pixels", TILE_PIXELS):
+        if H * W <= self.tile_pixels:
             X = (cube.reshape(-1, B).astype(np.float32).astype(np.float64) - self.mean_) / self.scale_
             return ((X - self.pca_mean_) @ self.components_).astype(np.float32).reshape(H, W, -1)
         out = np.empty((H * W, self.components_.shape[1]), dtype=np.float32)  # (H*W, C)
@@ -257,14 +259,16 @@ class ScenePatches:
         """All (N, C, p, p) patches as one tensor (what the full-batch path trains on)."""
         return self[slice(None)].contiguous()
 
-    def feature_stats(self, *, exact_below: int = 65536, chunk: int = 16384):
+    def feature_stats(self, *, exact_below: int | None = None, chunk: int = 16384):
         """Per-feature mean and scale (std, zeros -> 1) of the un-normalised patches, float32.
 
-        Up to ``exact_below`` pixels: numpy's float32 mean/std of the materialised patch matrix
+        Up to ``exact_below`` pixels (default ``deepclust.base.TILE_PIXELS``): numpy's
+        float32 mean/std of the materialised patch matrix
         (the original computation, bit-identical). Above: accumulated over chunks in float64
         (two passes: sums, then centred squares), equal up to float rounding.
         """
         n, f = self.shape[0], int(np.prod(self.shape[1:]))
+        exact_below = _base.TILE_PIXELS if exact_below is None else int(exact_below)
         if n <= exact_below:
             flat = self.raw(slice(None)).reshape(n, f).cpu().numpy()
             std = flat.std(0)
@@ -728,11 +732,13 @@ class SCDSC(DeepClusterer):
         self.preprocessor_ = ScenePreprocessor(int(self.n_components)).fit(X)
         pca_cube = self.preprocessor_.transform(X)  # (H, W, C), small: C = 8 bands
         # the network input is gathered per batch from the padded reduced cube; the
-        # (N, C, P, P) patch matrix exists only on the full-batch path (chunk_size=None)
+        # (N, C, P, P) patch matrix exists only on the full-batch path (chunk_size=None or
+        # chunk_size >= N, where the joint step runs the network on all pixels at once)
         source = ScenePatches(pca_cube, rows, cols, int(self.patch), device=dev)
         self.patch_mean_, self.patch_scale_ = source.feature_stats()
         source.set_normalisation(self.patch_mean_, self.patch_scale_)
-        Xt = source if self.chunk_size is not None else source.materialize()
+        lazy = self.chunk_size is not None and int(self.chunk_size) < rows.shape[0]
+        Xt = source if lazy else source.materialize()
         timings["preprocess_seconds"] = time.perf_counter() - t0
 
         # Step 1: mini-clusters (FINCH) — only when the non-local loss is used
