@@ -336,7 +336,8 @@ def patch_pca_features(
         P = src.raw(slice(a, a + chunk)).reshape(-1, p).numpy()
         out[a : a + chunk] = ((P - mean) / std) @ W
     norms = np.linalg.norm(out, axis=1, keepdims=True)
-    return out / np.where(norms > 0, norms, 1.0)
+    out /= np.where(norms > 0, norms, 1.0)  # in place: no second (N, n_components) array
+    return out
 
 
 def minicluster_index(
@@ -599,7 +600,7 @@ class SCDSC(DeepClusterer):
     finch_pca_sample : int or None, default 200_000
         Above this many pixels the FINCH features' standardisation and PCA are fitted on a
         seeded sample of this many pixels (None: always all pixels, exact).
-    kmeans_sample : int or None, default 200_000
+    kmeans_sample : int or None, default 100_000
         Above this many pixels the initial k-means and bases are fitted on the codes of a
         seeded sample of this many pixels, and the (N, latent) code matrix is never held
         (None: always all codes, exact).
@@ -648,7 +649,7 @@ class SCDSC(DeepClusterer):
         finch_exact: bool = False,
         ann_threshold: int = ANN_THRESHOLD,
         finch_pca_sample: int | None = 200_000,
-        kmeans_sample: int | None = 200_000,
+        kmeans_sample: int | None = 100_000,
         predict_chunk: int = 65536,
         checkpoint_path: str | None = None,
         resume: bool = False,
