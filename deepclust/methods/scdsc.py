@@ -380,6 +380,41 @@ def minicluster_index(
     }
 
 
+def init_bases_gram(
+    z: np.ndarray, labels: np.ndarray, n_clusters: int, d: int, *, rng: np.random.Generator,
+    chunk: int = 8192,
+) -> np.ndarray:
+    """The bases of :func:`deepclust.methods.edesc.init_bases` (per cluster the top-``d`` right
+    singular vectors of its codes, no centring) from each cluster's Gram matrix ``Z_j^T Z_j``
+    (latent x latent, accumulated over chunks) instead of an SVD of ``Z_j``: memory
+    O(latent^2) instead of O(n_j latent). The right singular vectors are the Gram matrix's
+    eigenvectors (equal up to sign, which eq. 3's ``||z D_j||^2`` and eq. 4 do not see, and up
+    to float rounding). Directions a cluster lacks are filled at random, as ``init_bases`` does.
+    """
+    latent = z.shape[1]
+    if d > latent:
+        raise ValueError(f"n_subspace_dims={d} exceeds the latent dimension {latent}")
+    D = np.zeros((latent, n_clusters * d), dtype=np.float64)
+    for j in range(n_clusters):
+        rows = np.flatnonzero(labels == j)
+        G = np.zeros((latent, latent))
+        for a in range(0, rows.shape[0], chunk):
+            Zj = z[rows[a : a + chunk]].astype(np.float64)
+            G += Zj.T @ Zj
+        vals, vecs = np.linalg.eigh(G)  # ascending
+        vals, vecs = vals[::-1], vecs[:, ::-1]
+        # rank as init_bases counts it: singular values > 1e-10 * the largest (squared here)
+        rank = int((vals > max(vals[0], 0.0) * 1e-20).sum()) if rows.size else 0
+        V = vecs[:, : min(d, rank)].T  # (<= d, latent)
+        if V.shape[0] < d:  # fill the missing directions at random, orthogonal to V
+            R = rng.normal(size=(d - V.shape[0], latent))
+            R -= (R @ V.T) @ V
+            Q, _ = np.linalg.qr(R.T)
+            V = np.concatenate([V, Q.T[: d - V.shape[0]]], axis=0)
+        D[:, j * d : (j + 1) * d] = V.T
+    return D.astype(np.float32)
+
+
 def _sampled_init(
     ae: torch.nn.Module,
     source: ScenePatches,
@@ -406,11 +441,14 @@ def _sampled_init(
     was = ae.training
     ae.eval()
     with torch.no_grad():
-        zs = torch.cat(
-            [ae.encode(source[idx[a : a + batch]].to(device)).cpu() for a in range(0, sample, batch)]
-        ).numpy()  # (sample, latent)
+        zs = None
+        for a in range(0, sample, batch):  # (sample, latent), filled in place
+            z = ae.encode(source[idx[a : a + batch]].to(device)).cpu().numpy()
+            if zs is None:
+                zs = np.empty((sample, z.shape[1]), dtype=np.float32)
+            zs[a : a + z.shape[0]] = z
         lab_s, centres = kmeans_codes(zs, k, n_init=n_init, seed=seed, backend=backend)
-        D = init_bases(zs, lab_s, k, d, rng=rng)
+        D = init_bases_gram(zs, lab_s, k, d, rng=rng)
         del zs
         C = torch.from_numpy(np.asarray(centres, dtype=np.float32)).to(device)  # (k, latent)
         labels = np.empty(n, dtype=np.int64)

@@ -132,3 +132,25 @@ def test_large_npy_file_is_memory_mapped(tmp_path, monkeypatch):
     ds = files.load_file(tmp_path / "cube.npy", gt=tmp_path / "gt.npy")
     assert ds.kind == "scene" and is_memory_mapped(ds.cube)
     np.testing.assert_array_equal(ds.cube, cube)
+
+
+def test_init_bases_gram_matches_svd_bases():
+    from deepclust.methods.edesc import init_bases
+    from deepclust.methods.scdsc import init_bases_gram
+
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(300, 12)).astype(np.float32)
+    z[:100] *= np.linspace(3, 0.1, 12)  # clear leading directions in cluster 0
+    labels = np.repeat([0, 1, 2], 100)
+    labels[-3:] = 3  # cluster 3 has 3 codes < d = 5 directions: random fill
+    a = init_bases(z, labels, 5, 5, rng=np.random.default_rng(1))
+    b = init_bases_gram(z, labels, 5, 5, rng=np.random.default_rng(1), chunk=7)
+    # cluster 0 (distinct singular values) and cluster 3's 3 data directions: equal up to sign
+    np.testing.assert_allclose(np.abs(a[:, :5]), np.abs(b[:, :5]), atol=1e-4)
+    np.testing.assert_allclose(np.abs(a[:, 15:18]), np.abs(b[:, 15:18]), atol=1e-4)
+    # clusters 1, 2: the same 5-dim subspaces (projectors), whatever the basis
+    for j in (1, 2):
+        A, B = a[:, 5 * j : 5 * j + 5], b[:, 5 * j : 5 * j + 5]
+        np.testing.assert_allclose(A @ A.T, B @ B.T, atol=1e-3)
+    np.testing.assert_allclose(np.linalg.norm(b, axis=0), 1.0, atol=1e-5)
+    assert b.shape == (12, 25)
