@@ -110,6 +110,7 @@ def check_data(
     min_samples: int = 2,
     dtype: type = np.float32,
     name: str = "X",
+    lazy_scene: bool = False,
 ) -> np.ndarray:
     """Validate an input array and return it as a C-contiguous float array.
 
@@ -180,6 +181,14 @@ def check_data(
     n = arr.shape[0] if kind != "scene" else arr.shape[0] * arr.shape[1]
     if n < min_samples:
         raise ValueError(f"{name} has {n} sample(s); at least {min_samples} are needed")
+    if kind == "scene" and lazy_scene and is_large_scene(arr):
+        bad = sum(int((~np.isfinite(t)).sum()) for t in iter_row_tiles(arr))
+        if bad:
+            raise ValueError(
+                f"{name} contains {bad} NaN or infinite value(s); remove or impute them "
+                "(e.g. sklearn.impute.SimpleImputer) before clustering"
+            )
+        return arr
     arr = np.ascontiguousarray(arr, dtype=dtype)
     if not np.isfinite(arr).all():
         bad = int((~np.isfinite(arr)).sum())
@@ -188,6 +197,39 @@ def check_data(
             "(e.g. sklearn.impute.SimpleImputer) before clustering"
         )
     return arr
+
+
+#: Scenes at least this large (bytes, as float32) are read in tiles by lazy scene estimators.
+LAZY_SCENE_BYTES = 256 * 2**20
+#: Pixels per tile when a scene is read in tiles.
+TILE_PIXELS = 2**16
+
+
+def is_memory_mapped(a) -> bool:
+    """True when ``a`` (or the array it is a view of) is backed by a memory-mapped file."""
+    import mmap
+
+    while a is not None:
+        if isinstance(a, np.memmap | mmap.mmap):
+            return True
+        a = getattr(a, "base", None)
+    return False
+
+
+def is_large_scene(cube: np.ndarray) -> bool:
+    """True when ``cube`` is memory-mapped or its float32 size reaches :data:`LAZY_SCENE_BYTES`."""
+    return is_memory_mapped(cube) or cube.size * 4 >= LAZY_SCENE_BYTES
+
+
+def iter_row_tiles(cube: np.ndarray, tile_pixels: int | None = None):
+    """Yield (t, B) pixel tiles of a cube (H, W, B), whole image rows at a time, in row-major
+    order. Each tile is a view or a copy of at most ``tile_pixels`` pixels (at least one row);
+    the cube is never copied as a whole. ``tile_pixels`` defaults to :data:`TILE_PIXELS`."""
+    H, W, B = cube.shape
+    tile_pixels = TILE_PIXELS if tile_pixels is None else tile_pixels
+    rows = max(1, int(tile_pixels) // max(1, W))
+    for r in range(0, H, rows):
+        yield np.asarray(cube[r : r + rows]).reshape(-1, B)
 
 
 def check_not_constant(X: np.ndarray, *, kind: InputKind = "any", mask: np.ndarray | None = None,
@@ -199,6 +241,27 @@ def check_not_constant(X: np.ndarray, *, kind: InputKind = "any", mask: np.ndarr
     return an arbitrary partition (or fail inside a standardisation by a zero deviation). For a
     scene the samples are the pixels (those in ``mask`` when given). Costs one pass over ``X``.
     """
+    if kind == "scene" and is_large_scene(X):  # tile by tile: no copy of the cube
+        first = None
+        W = X.shape[1]
+        rows = max(1, TILE_PIXELS // max(1, W))  # as iter_row_tiles
+        n = 0
+        for r, t in zip(range(0, X.shape[0], rows), iter_row_tiles(X), strict=True):
+            if mask is not None:
+                t = t[np.asarray(mask[r : r + rows]).reshape(-1)]
+            if t.shape[0] == 0:
+                continue
+            if first is None:
+                first = t[:1].copy()
+            n += t.shape[0]
+            if not bool((t == first).all()):
+                return
+        if n >= 2:
+            raise ValueError(
+                f"all {n} pixels of {name} are identical (constant data): there is "
+                "nothing to cluster; check that the right array or file was loaded"
+            )
+        return
     if kind == "scene":
         samples = X[mask] if mask is not None else X.reshape(-1, X.shape[-1])
     else:
@@ -225,13 +288,18 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
     """
 
     input_kind: InputKind = "any"
+    #: Scene estimators that read a large (or memory-mapped) cube in tiles set this to True:
+    #: ``fit``/``predict`` then validate such a cube without copying it (see :func:`check_data`).
+    _lazy_scene: bool = False
     #: Minimum number of samples ``fit`` accepts.
     _min_samples: int = 2
 
     # -- public API ------------------------------------------------------------------------
     def fit(self, X, y=None, **fit_params):
         """Fit the model on ``X`` (``y`` is ignored: clustering uses no labels)."""
-        X = check_data(X, kind=self.input_kind, min_samples=self._min_samples)
+        X = check_data(
+            X, kind=self.input_kind, min_samples=self._min_samples, lazy_scene=self._lazy_scene
+        )
         if self.input_kind == "scene" and fit_params.get("mask") is not None:
             from deepclust.data.hsi import check_mask
 
@@ -254,7 +322,7 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         from sklearn.utils.validation import check_is_fitted
 
         check_is_fitted(self, "labels_")
-        X = check_data(X, kind=self.input_kind, min_samples=1)
+        X = check_data(X, kind=self.input_kind, min_samples=1, lazy_scene=self._lazy_scene)
         if self.input_kind == "scene" and predict_params.get("mask") is not None:
             from deepclust.data.hsi import check_mask
 

@@ -175,6 +175,10 @@ def _npy_header(fh) -> tuple[tuple[int, ...], np.dtype, int]:
     return tuple(int(d) for d in shape), np.dtype(dtype), fh.tell()
 
 
+#: ``.npy`` files with at least this many data bytes are opened memory-mapped (read-only).
+MMAP_BYTES = 64 * 2**20
+
+
 def _npy_nbytes(shape: tuple[int, ...], dtype: np.dtype) -> int:
     return int(np.prod(shape, dtype=object)) * dtype.itemsize
 
@@ -202,7 +206,9 @@ def _read_npy(path: Path) -> np.ndarray:
             f"header ({shape} {dtype}) needs {need:,}"
         )
     try:
-        return np.load(path, allow_pickle=False)
+        # a large file is memory-mapped (read-only): scene code reads it in tiles, never whole
+        mmap = "r" if _npy_nbytes(shape, dtype) >= MMAP_BYTES else None
+        return np.load(path, allow_pickle=False, mmap_mode=mmap)
     except _NPY_ERRORS as exc:
         raise ValueError(f"{path}: not a readable .npy file, truncated or corrupt ({exc})") from exc
 

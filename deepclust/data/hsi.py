@@ -328,14 +328,21 @@ def scene_dataset(
     With ``gt``: the mask defaults to the labelled pixels (``gt > 0``). Without ``gt``: every
     pixel is a sample and ``y`` is None.
     """
+    from deepclust.base import is_large_scene, iter_row_tiles
+
     cube = _check_cube(cube)
-    if not np.all(np.isfinite(cube)):
-        bad = int(np.count_nonzero(~np.isfinite(cube)))
+    large = is_large_scene(cube)
+    tiles = iter_row_tiles(cube) if large else [cube]  # a large cube is checked tile by tile
+    bad = sum(int(np.count_nonzero(~np.isfinite(t))) for t in tiles)
+    if bad:
         raise ValueError(
             f"{name}: the cube holds {bad} NaN or Inf value(s); replace them (e.g. by the mean of "
             "their band, or mask those pixels out) before clustering"
         )
-    cube = np.ascontiguousarray(cube, dtype=np.float32)
+    if not (large and cube.dtype != np.float32):
+        # (a float32 memory-mapped cube stays mapped: this is no copy; a large cube of another
+        # dtype is kept as given, its users read it in float32 tiles)
+        cube = np.ascontiguousarray(cube, dtype=np.float32)
     if gt is not None:
         gt = check_gt(cube, gt)
     if mask is None:
@@ -343,7 +350,9 @@ def scene_dataset(
     else:
         mask = check_mask(mask, cube.shape[:2])
     index = np.argwhere(mask).astype(np.int64)  # (N, 2), row-major
-    X = cube[mask]  # (N, B), row-major
+    X = cube[mask]  # (N, B), row-major: a copy of the clustered pixels' spectra
+    if X.dtype != np.float32:
+        X = X.astype(np.float32)
     y = gt[mask] if gt is not None else None
     return Dataset(
         name=name,

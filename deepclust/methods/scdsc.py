@@ -41,9 +41,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from deepclust import base as _base
 from deepclust import distributed as ddp
-from deepclust.base import DeepClusterer, check_n_clusters
+from deepclust.base import DeepClusterer, check_n_clusters, iter_row_tiles
 from deepclust.cluster.finch import finch
+from deepclust.data.hsi import extract_patches_torch
 from deepclust.losses.dec import kl_divergence, target_distribution
 from deepclust.losses.minicluster import minicluster_kl
 from deepclust.losses.spatial import check_window, spatial_kl
@@ -58,9 +60,13 @@ from deepclust.methods.edesc import (
 from deepclust.nn.conv_ae import ConvPatchAutoencoder
 from deepclust.training import History, average_buffers, fit_loop, pack_state, unpack_state
 
+#: Default size above which FINCH's first-neighbour search goes approximate (faiss IVF).
+ANN_THRESHOLD = 200_000
+
 __all__ = [
     "SCDSC",
     "ScenePreprocessor",
+    "ScenePatches",
     "extract_patches",
     "patch_pca_features",
     "minicluster_index",
@@ -107,33 +113,177 @@ def extract_patches(cube: np.ndarray, rows: np.ndarray, cols: np.ndarray, patch:
 
 
 class ScenePreprocessor:
-    """Band standardisation over all pixels + PCA to ``n_components`` (fitted once, reusable)."""
+    """Band standardisation over all pixels + PCA to ``n_components`` (fitted once, reusable).
 
-    def __init__(self, n_components: int = 8):
+    Scenes of up to ``tile_pixels`` pixels are processed in one piece (the original code path,
+    bit-identical). Larger ones (e.g. a memory-mapped cube of millions of pixels) are read in
+    tiles of whole image rows: the band means, the band deviations and the covariance of the
+    standardised bands are accumulated exactly in float64 over tiles (two passes: means, then
+    centred cross products), so no float64 (or float32) copy of the whole cube is ever made and
+    the statistics equal the one-piece ones up to float rounding (no sampling).
+    """
+
+    def __init__(self, n_components: int = 8, *, tile_pixels: int | None = None):
         self.n_components = int(n_components)
+        # None: deepclust.base.TILE_PIXELS (65,536 pixels), read at fit time
+        self.tile_pixels = int(tile_pixels) if tile_pixels is not None else _base.TILE_PIXELS
+
+    def _tiles(self, cube: np.ndarray):
+        # each tile as float32 first (the precision the one-piece path sees), then float64
+        for t in iter_row_tiles(cube, self.tile_pixels):
+            yield np.asarray(t, dtype=np.float32).astype(np.float64)
 
     def fit(self, cube: np.ndarray) -> ScenePreprocessor:
-        X = cube.reshape(-1, cube.shape[-1]).astype(np.float64)
-        if self.n_components > X.shape[1]:
-            raise ValueError(
-                f"n_components={self.n_components} exceeds the number of bands ({X.shape[1]})"
-            )
-        self.mean_ = X.mean(0)
-        std = X.std(0)
-        self.scale_ = np.where(std > 0, std, 1.0)
-        Xs = (X - self.mean_) / self.scale_
-        cov = Xs.T @ Xs / max(1, Xs.shape[0] - 1)
+        B = cube.shape[-1]
+        if self.n_components > B:
+            raise ValueError(f"n_components={self.n_components} exceeds the number of bands ({B})")
+        n = cube.shape[0] * cube.shape[1]
+        if n <= self.tile_pixels:  # one piece: the original (exact) computation
+            X = cube.reshape(-1, B).astype(np.float32).astype(np.float64)
+            self.mean_ = X.mean(0)
+            std = X.std(0)
+            self.scale_ = np.where(std > 0, std, 1.0)
+            Xs = (X - self.mean_) / self.scale_
+            cov = Xs.T @ Xs / max(1, Xs.shape[0] - 1)
+            self.pca_mean_ = Xs.mean(0)
+        else:  # tiles: exact two-pass accumulation in float64
+            s1 = np.zeros(B)
+            for t in self._tiles(cube):
+                s1 += t.sum(0)
+            self.mean_ = s1 / n
+            c1 = np.zeros(B)  # sum of centred values (~0; kept for pca_mean_)
+            C = np.zeros((B, B))  # centred cross products
+            for t in self._tiles(cube):
+                t -= self.mean_
+                c1 += t.sum(0)
+                C += t.T @ t
+            std = np.sqrt(np.clip(np.diag(C) / n, 0.0, None))
+            self.scale_ = np.where(std > 0, std, 1.0)
+            # Xs^T Xs of the standardised bands = D^-1 C D^-1 (D = diag(scale))
+            cov = C / np.outer(self.scale_, self.scale_) / max(1, n - 1)
+            self.pca_mean_ = c1 / n / self.scale_
         vals, vecs = np.linalg.eigh(cov)
         order = np.argsort(vals)[::-1][: self.n_components]
         self.components_ = vecs[:, order]  # (B, C)
-        self.pca_mean_ = Xs.mean(0)
         return self
 
     def transform(self, cube: np.ndarray) -> np.ndarray:
-        """(H, W, B) -> (H, W, C) float32."""
+        """(H, W, B) -> (H, W, C) float32, tile by tile for large scenes."""
         H, W, B = cube.shape
-        X = (cube.reshape(-1, B).astype(np.float64) - self.mean_) / self.scale_
-        return ((X - self.pca_mean_) @ self.components_).astype(np.float32).reshape(H, W, -1)
+        if H * W <= self.tile_pixels:
+            X = (cube.reshape(-1, B).astype(np.float32).astype(np.float64) - self.mean_) / self.scale_
+            return ((X - self.pca_mean_) @ self.components_).astype(np.float32).reshape(H, W, -1)
+        out = np.empty((H * W, self.components_.shape[1]), dtype=np.float32)  # (H*W, C)
+        a = 0
+        for t in self._tiles(cube):
+            t = (t - self.mean_) / self.scale_
+            out[a : a + t.shape[0]] = (t - self.pca_mean_) @ self.components_
+            a += t.shape[0]
+        return out.reshape(H, W, -1)
+
+
+class ScenePatches:
+    """Normalised network input of every clustered pixel, gathered per batch (never all at once).
+
+    Holds only the reflect-padded reduced cube (C, H + 2r, W + 2r) (e.g. 8 PCA bands), the
+    pixel coordinates and the per-feature mean/scale; ``patches[idx]`` (an index tensor, array
+    or slice) returns the (b, C, p, p) float32 patches ``(patch - mean) / scale``: the same
+    values, bit for bit, as slicing the materialised (N, C, p, p) array of the original code.
+    It quacks like that tensor where the training code needs it (``shape``, ``len``,
+    ``numel``, ``device``, ``to``).
+    """
+
+    def __init__(
+        self,
+        pca_cube: np.ndarray,
+        rows: np.ndarray,
+        cols: np.ndarray,
+        patch: int,
+        mean: np.ndarray | None = None,
+        scale: np.ndarray | None = None,
+        device: torch.device | str = "cpu",
+    ):
+        if patch % 2 == 0 or patch < 1:
+            raise ValueError(f"patch size must be an odd integer >= 1, got {patch}")
+        r = patch // 2
+        H, W, C = pca_cube.shape
+        mode = "reflect" if min(H, W) > r else "symmetric"  # as extract_patches
+        padded = np.pad(pca_cube, ((r, r), (r, r), (0, 0)), mode=mode)  # (H+2r, W+2r, C)
+        self.patch = int(patch)
+        self.device = torch.device(device)
+        self.padded = torch.from_numpy(
+            np.ascontiguousarray(padded.transpose(2, 0, 1), dtype=np.float32)
+        ).to(self.device)  # (C, H + 2r, W + 2r)
+        self.index = torch.from_numpy(np.stack([rows, cols], 1).astype(np.int64)).to(self.device)
+        self.shape = (int(rows.shape[0]), int(C), self.patch, self.patch)
+        self.set_normalisation(mean, scale)
+
+    def set_normalisation(self, mean: np.ndarray | None, scale: np.ndarray | None) -> None:
+        shape = self.shape[1:]
+        self.mean = None if mean is None else torch.from_numpy(
+            np.asarray(mean, dtype=np.float32).reshape(shape)).to(self.device)
+        self.scale = None if scale is None else torch.from_numpy(
+            np.asarray(scale, dtype=np.float32).reshape(shape)).to(self.device)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def numel(self) -> int:
+        return int(np.prod(self.shape))
+
+    def to(self, device) -> ScenePatches:
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        new = copy.copy(self)
+        new.device = device
+        new.padded, new.index = self.padded.to(device), self.index.to(device)
+        new.mean = None if self.mean is None else self.mean.to(device)
+        new.scale = None if self.scale is None else self.scale.to(device)
+        return new
+
+    def raw(self, idx) -> torch.Tensor:
+        """(b, C, p, p) un-normalised patches of the pixels ``idx``."""
+        if isinstance(idx, slice):
+            ij = self.index[idx]
+        else:
+            ij = self.index[torch.as_tensor(idx, device=self.device, dtype=torch.long)]
+        return extract_patches_torch(None, ij, self.patch, padded=self.padded)
+
+    def __getitem__(self, idx) -> torch.Tensor:
+        p = self.raw(idx)
+        if self.mean is not None:
+            p = (p - self.mean) / self.scale
+        return p
+
+    def materialize(self) -> torch.Tensor:
+        """All (N, C, p, p) patches as one tensor (what the full-batch path trains on)."""
+        return self[slice(None)].contiguous()
+
+    def feature_stats(self, *, exact_below: int | None = None, chunk: int = 16384):
+        """Per-feature mean and scale (std, zeros -> 1) of the un-normalised patches, float32.
+
+        Up to ``exact_below`` pixels (default ``deepclust.base.TILE_PIXELS``): numpy's
+        float32 mean/std of the materialised patch matrix
+        (the original computation, bit-identical). Above: accumulated over chunks in float64
+        (two passes: sums, then centred squares), equal up to float rounding.
+        """
+        n, f = self.shape[0], int(np.prod(self.shape[1:]))
+        exact_below = _base.TILE_PIXELS if exact_below is None else int(exact_below)
+        if n <= exact_below:
+            flat = self.raw(slice(None)).reshape(n, f).cpu().numpy()
+            std = flat.std(0)
+            return flat.mean(0), np.where(std > 0, std, 1.0).astype(np.float32)
+        s1 = torch.zeros(f, dtype=torch.float64, device=self.device)
+        for a in range(0, n, chunk):
+            s1 += self.raw(slice(a, a + chunk)).reshape(-1, f).double().sum(0)
+        mean = s1 / n
+        s2 = torch.zeros(f, dtype=torch.float64, device=self.device)
+        for a in range(0, n, chunk):
+            s2 += ((self.raw(slice(a, a + chunk)).reshape(-1, f).double() - mean) ** 2).sum(0)
+        std = (s2 / n).sqrt().cpu().numpy()
+        mean = mean.cpu().numpy().astype(np.float32)
+        return mean, np.where(std > 0, std, 1.0).astype(np.float32)
 
 
 def patch_pca_features(
@@ -144,25 +294,39 @@ def patch_pca_features(
     patch: int = 17,
     n_components: int = 300,
     chunk: int = 4096,
+    sample: int | None = None,
+    seed: int = 0,
 ) -> np.ndarray:
     """FINCH input: patches -> standardise per feature -> PCA -> L2-normalise; (N, n_components).
 
     Computed in two passes over chunks of patches (feature sums and the Gram matrix, then the
     projection), so the (N, patch*patch*C) patch matrix is never held: memory is
-    O(N * n_components + (patch^2 C)^2).
+    O(N * n_components + (patch^2 C)^2). The cube is padded once; each chunk gathers its patches.
+
+    ``sample``: when set and ``N > sample``, the feature means, deviations and the PCA are
+    fitted on a seeded random sample of ``sample`` pixels (``seed``) instead of all ``N`` (an
+    approximation of the exact statistics that cuts the O(N (patch^2 C)^2) Gram cost, e.g.
+    ~10^13 flops at 1M pixels of 17x17x8 patches); every pixel is still projected. At or below
+    ``sample`` pixels (and with ``sample=None``) the statistics are exact.
     """
     n = rows.shape[0]
     p = patch * patch * cube.shape[-1]
     n_components = min(int(n_components), p, n)
+    src = ScenePatches(cube, rows, cols, patch)
+    if sample is not None and n > int(sample):
+        fit_idx = np.sort(np.random.default_rng(seed).choice(n, size=int(sample), replace=False))
+    else:
+        fit_idx = None
+    n_fit = n if fit_idx is None else fit_idx.shape[0]
     s1 = np.zeros(p)
     s2 = np.zeros((p, p))
-    for a in range(0, n, chunk):
-        P = extract_patches(cube, rows[a : a + chunk], cols[a : a + chunk], patch).reshape(-1, p)
-        P = P.astype(np.float64)
+    for a in range(0, n_fit, chunk):
+        sel = slice(a, a + chunk) if fit_idx is None else fit_idx[a : a + chunk]
+        P = src.raw(sel).reshape(-1, p).numpy().astype(np.float64)
         s1 += P.sum(0)
         s2 += P.T @ P
-    mean = s1 / n
-    cov = s2 / n - np.outer(mean, mean)  # covariance of the raw features
+    mean = s1 / n_fit
+    cov = s2 / n_fit - np.outer(mean, mean)  # covariance of the raw features
     std = np.sqrt(np.clip(np.diag(cov), 0, None))
     std = np.where(std > 0, std, 1.0)
     corr = cov / np.outer(std, std)  # covariance of the standardised features
@@ -170,26 +334,131 @@ def patch_pca_features(
     W = vecs[:, np.argsort(vals)[::-1][:n_components]]  # (p, n_components)
     out = np.empty((n, n_components), dtype=np.float32)
     for a in range(0, n, chunk):
-        P = extract_patches(cube, rows[a : a + chunk], cols[a : a + chunk], patch).reshape(-1, p)
+        P = src.raw(slice(a, a + chunk)).reshape(-1, p).numpy()
         out[a : a + chunk] = ((P - mean) / std) @ W
     norms = np.linalg.norm(out, axis=1, keepdims=True)
-    return out / np.where(norms > 0, norms, 1.0)
+    out /= np.where(norms > 0, norms, 1.0)  # in place: no second (N, n_components) array
+    return out
 
 
 def minicluster_index(
-    features: np.ndarray, *, level: int = 1, backend: str = "torch"
+    features: np.ndarray,
+    *,
+    level: int = 1,
+    backend: str = "torch",
+    exact: bool = False,
+    ann_threshold: int = ANN_THRESHOLD,
+    seed: int = 0,
 ) -> tuple[np.ndarray, dict]:
     """Mini-cluster index (N,) from FINCH (cosine) on ``features``; ``level`` 1 = the partition
     after FINCH's second iteration (section 4.4.1). Falls back to the coarsest available level
-    with a warning when FINCH stops earlier."""
-    parts, counts, _ = finch(features, metric="cosine", max_levels=level + 1, backend=backend)
+    with a warning when FINCH stops earlier.
+
+    Above ``ann_threshold`` points FINCH's first-neighbour search uses an approximate faiss
+    index (``exact=True`` forces the exact search); the recall@1 measured on a sample of
+    queries is in the returned info (``finch_search``)."""
+    search: dict = {}
+    parts, counts, _ = finch(
+        features,
+        metric="cosine",
+        max_levels=level + 1,
+        backend=backend,
+        exact=exact,
+        ann_threshold=ann_threshold,
+        seed=seed,
+        info=search,
+    )
     used = min(level, len(parts) - 1)
     if used != level:
         warnings.warn(
             f"FINCH produced only {len(parts)} level(s); using level {used} for the mini-clusters",
             stacklevel=2,
         )
-    return parts[used], {"finch_levels": [int(c) for c in counts], "finch_level_used": used}
+    return parts[used], {
+        "finch_levels": [int(c) for c in counts],
+        "finch_level_used": used,
+        "finch_search": search["levels"],
+    }
+
+
+def init_bases_gram(
+    z: np.ndarray, labels: np.ndarray, n_clusters: int, d: int, *, rng: np.random.Generator,
+    chunk: int = 8192,
+) -> np.ndarray:
+    """The bases of :func:`deepclust.methods.edesc.init_bases` (per cluster the top-``d`` right
+    singular vectors of its codes, no centring) from each cluster's Gram matrix ``Z_j^T Z_j``
+    (latent x latent, accumulated over chunks) instead of an SVD of ``Z_j``: memory
+    O(latent^2) instead of O(n_j latent). The right singular vectors are the Gram matrix's
+    eigenvectors (equal up to sign, which eq. 3's ``||z D_j||^2`` and eq. 4 do not see, and up
+    to float rounding). Directions a cluster lacks are filled at random, as ``init_bases`` does.
+    """
+    latent = z.shape[1]
+    if d > latent:
+        raise ValueError(f"n_subspace_dims={d} exceeds the latent dimension {latent}")
+    D = np.zeros((latent, n_clusters * d), dtype=np.float64)
+    for j in range(n_clusters):
+        rows = np.flatnonzero(labels == j)
+        G = np.zeros((latent, latent))
+        for a in range(0, rows.shape[0], chunk):
+            Zj = z[rows[a : a + chunk]].astype(np.float64)
+            G += Zj.T @ Zj
+        vals, vecs = np.linalg.eigh(G)  # ascending
+        vals, vecs = vals[::-1], vecs[:, ::-1]
+        # rank as init_bases counts it: singular values > 1e-10 * the largest (squared here)
+        rank = int((vals > max(vals[0], 0.0) * 1e-20).sum()) if rows.size else 0
+        V = vecs[:, : min(d, rank)].T  # (<= d, latent)
+        if V.shape[0] < d:  # fill the missing directions at random, orthogonal to V
+            R = rng.normal(size=(d - V.shape[0], latent))
+            R -= (R @ V.T) @ V
+            Q, _ = np.linalg.qr(R.T)
+            V = np.concatenate([V, Q.T[: d - V.shape[0]]], axis=0)
+        D[:, j * d : (j + 1) * d] = V.T
+    return D.astype(np.float32)
+
+
+def _sampled_init(
+    ae: torch.nn.Module,
+    source: ScenePatches,
+    k: int,
+    d: int,
+    *,
+    sample: int,
+    n_init: int,
+    seed: int,
+    backend: str,
+    rng: np.random.Generator,
+    device,
+    batch: int = 8192,
+) -> tuple[np.ndarray, np.ndarray]:
+    """k-means + SVD initialisation of a large scene without the (N, latent) code matrix.
+
+    Algorithm 1's k-means (and the per-cluster SVD of eq. 5's bases) run on the codes of a
+    seeded random sample of ``sample`` pixels (an approximation of the all-pixel fit; exact
+    below the threshold, see ``SCDSC.kmeans_sample``); every pixel then gets the label of its
+    nearest centre, in chunks. Returns the (N,) labels and the (latent, k*d) bases.
+    """
+    n = len(source)
+    idx = torch.from_numpy(np.sort(np.random.default_rng(seed).choice(n, sample, replace=False)))
+    was = ae.training
+    ae.eval()
+    with torch.no_grad():
+        zs = None
+        for a in range(0, sample, batch):  # (sample, latent), filled in place
+            z = ae.encode(source[idx[a : a + batch]].to(device)).cpu().numpy()
+            if zs is None:
+                zs = np.empty((sample, z.shape[1]), dtype=np.float32)
+            zs[a : a + z.shape[0]] = z
+        lab_s, centres = kmeans_codes(zs, k, n_init=n_init, seed=seed, backend=backend)
+        D = init_bases_gram(zs, lab_s, k, d, rng=rng)
+        del zs
+        C = torch.from_numpy(np.asarray(centres, dtype=np.float32)).to(device)  # (k, latent)
+        labels = np.empty(n, dtype=np.int64)
+        for a in range(0, n, batch):
+            z = ae.encode(source[slice(a, a + batch)].to(device))  # (b, latent)
+            dist = (z * z).sum(1, keepdim=True) - 2.0 * z @ C.T + (C * C).sum(1)  # (b, k)
+            labels[a : a + z.shape[0]] = dist.argmin(1).cpu().numpy()
+    ae.train(was)
+    return labels, D
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,8 +544,8 @@ def _train_scdsc(
         after the backward (``rec`` global, all tensors detached)."""
         between, unit = net.basis_terms()
         basis = beta * (between + unit)  # identical on every rank: averaging keeps its gradient
-        xr = X[lo:hi]
         if chunk >= n:
+            xr = X[lo:hi]
             _, x_hat, s_loc = net(xr)
             s = ddp.all_gather_with_grad(s_loc)  # (N, k), pixel order; backward sums the ranks
             rec_r = F.mse_loss(x_hat, xr, reduction="sum") / X.numel()  # this rank's share, eq. 13
@@ -285,14 +554,16 @@ def _train_scdsc(
             s_all = s.detach()
         else:  # chunked: dL/dS over all pixels, then this rank's chunks (times W, see above)
             with torch.no_grad():
-                s_all = ddp.gather_rows(torch.cat([net(xr[a : a + chunk])[2] for a in range(0, hi - lo, chunk)]))
+                # rows gathered per chunk (a lazy ScenePatches input is never materialised whole)
+                s_all = ddp.gather_rows(torch.cat([net(X[lo + a : min(hi, lo + a + chunk)])[2]
+                                                   for a in range(0, hi - lo, chunk)]))
             s_leaf = s_all.clone().requires_grad_(True)
             nl, loc = cluster_terms(s_leaf)
             (beta1 * nl + beta2 * loc).backward()
             g = s_leaf.grad[lo:hi]  # this rank's rows of dL/dS
             rec_r = torch.zeros((), device=X.device)
             for a in range(0, hi - lo, chunk):
-                xc = xr[a : a + chunk]
+                xc = X[lo + a : min(hi, lo + a + chunk)]
                 _, x_hat, s_c = net(xc)
                 rec_c = F.mse_loss(x_hat, xc, reduction="sum") / X.numel()
                 (world * (rec_c + (g[a : a + chunk] * s_c).sum())).backward()
@@ -410,6 +681,21 @@ class SCDSC(DeepClusterer):
     chunk_size : int or None
         None trains full-batch exactly; an int bounds memory (see module notes).
     finch_backend : {"torch", "faiss"}
+    finch_exact : bool, default False
+        True forces FINCH's exact first-neighbour search at any size.
+    ann_threshold : int, default 200_000
+        Above this many points FINCH's first-neighbour search uses an approximate faiss
+        IVF-Flat index; the recall@1 against exact search on a sample of queries is recorded in
+        ``diagnostics_["finch_search"]``.
+    finch_pca_sample : int or None, default 200_000
+        Above this many pixels the FINCH features' standardisation and PCA are fitted on a
+        seeded sample of this many pixels (None: always all pixels, exact).
+    kmeans_sample : int or None, default 100_000
+        Above this many pixels the initial k-means and bases are fitted on the codes of a
+        seeded sample of this many pixels, and the (N, latent) code matrix is never held
+        (None: always all codes, exact).
+    predict_chunk : int, default 65536
+        Pixels per chunk in ``predict``; memory is O(chunk) beyond the O(N) labels.
     random_state, device, verbose
 
     Attributes
@@ -419,6 +705,7 @@ class SCDSC(DeepClusterer):
     """
 
     input_kind = "scene"
+    _lazy_scene = True  # a memory-mapped / large cube is read in tiles, never copied whole
 
     def __init__(
         self,
@@ -449,6 +736,11 @@ class SCDSC(DeepClusterer):
         selection: Literal["confident", "last"] = "confident",
         chunk_size: int | None = None,
         finch_backend: str = "torch",
+        finch_exact: bool = False,
+        ann_threshold: int = ANN_THRESHOLD,
+        finch_pca_sample: int | None = 200_000,
+        kmeans_sample: int | None = 100_000,
+        predict_chunk: int = 65536,
         checkpoint_path: str | None = None,
         resume: bool = False,
         random_state: int | None = None,
@@ -483,6 +775,11 @@ class SCDSC(DeepClusterer):
         self.selection = selection
         self.chunk_size = chunk_size
         self.finch_backend = finch_backend
+        self.finch_exact = finch_exact
+        self.ann_threshold = ann_threshold
+        self.finch_pca_sample = finch_pca_sample
+        self.kmeans_sample = kmeans_sample
+        self.predict_chunk = predict_chunk
         self.random_state = random_state
         self.device = device
         self.verbose = verbose
@@ -492,7 +789,9 @@ class SCDSC(DeepClusterer):
         """Cluster the masked pixels of the cube ``X`` (H, W, B); ``y`` is ignored."""
         cube = np.asarray(X) if not isinstance(X, torch.Tensor) else X.detach().cpu().numpy()
         if cube.ndim == 3 and np.issubdtype(cube.dtype, np.floating):
-            bad = ~np.isfinite(cube).reshape(-1, cube.shape[-1]).all(axis=0)
+            bad = np.zeros(cube.shape[-1], dtype=bool)
+            for t in iter_row_tiles(cube):  # tile by tile: a large cube is never copied
+                bad |= ~np.isfinite(t).all(axis=0)
             if bad.any():
                 bands = np.flatnonzero(bad).tolist()[:10]
                 raise ValueError(
@@ -522,16 +821,15 @@ class SCDSC(DeepClusterer):
 
         t0 = time.perf_counter()
         self.preprocessor_ = ScenePreprocessor(int(self.n_components)).fit(X)
-        pca_cube = self.preprocessor_.transform(X)  # (H, W, C)
-        patches = extract_patches(pca_cube, rows, cols, int(self.patch))  # (N, C, P, P)
-        flat = patches.reshape(patches.shape[0], -1)
-        self.patch_mean_ = flat.mean(0)
-        std = flat.std(0)
-        self.patch_scale_ = np.where(std > 0, std, 1.0).astype(np.float32)
-        patches = (
-            (patches - self.patch_mean_.reshape(patches.shape[1:]))
-            / self.patch_scale_.reshape(patches.shape[1:])
-        ).astype(np.float32)
+        pca_cube = self.preprocessor_.transform(X)  # (H, W, C), small: C = 8 bands
+        # the network input is gathered per batch from the padded reduced cube; the
+        # (N, C, P, P) patch matrix exists only on the full-batch path (chunk_size=None or
+        # chunk_size >= N, where the joint step runs the network on all pixels at once)
+        source = ScenePatches(pca_cube, rows, cols, int(self.patch), device=dev)
+        self.patch_mean_, self.patch_scale_ = source.feature_stats()
+        source.set_normalisation(self.patch_mean_, self.patch_scale_)
+        lazy = self.chunk_size is not None and int(self.chunk_size) < rows.shape[0]
+        Xt = source if lazy else source.materialize()
         timings["preprocess_seconds"] = time.perf_counter() - t0
 
         # Step 1: mini-clusters (FINCH) — only when the non-local loss is used
@@ -540,10 +838,21 @@ class SCDSC(DeepClusterer):
         if self.nonlocal_:
             t0 = time.perf_counter()
             feats = patch_pca_features(
-                pca_cube, rows, cols, patch=int(self.finch_patch), n_components=int(self.finch_pca)
+                pca_cube,
+                rows,
+                cols,
+                patch=int(self.finch_patch),
+                n_components=int(self.finch_pca),
+                sample=self.finch_pca_sample,
+                seed=self.seed_,
             )
             mini, info = minicluster_index(
-                feats, level=int(self.finch_level), backend=self.finch_backend
+                feats,
+                level=int(self.finch_level),
+                backend=self.finch_backend,
+                exact=bool(self.finch_exact),
+                ann_threshold=int(self.ann_threshold),
+                seed=self.seed_,
             )
             del feats
             diag.update(info)
@@ -553,10 +862,9 @@ class SCDSC(DeepClusterer):
 
         # Step 2: pretraining
         t0 = time.perf_counter()
-        Xt = torch.from_numpy(patches).to(dev)
         with seeded_init(self.seed_):
             ae = ConvPatchAutoencoder(
-                patches.shape[1], int(self.patch), channels=int(self.channels)
+                source.shape[1], int(self.patch), channels=int(self.channels)
             )
         net = BasisClusteringNet(ae, n_clusters=k, d=d, eta=float(self.eta)).to(dev)
         history = History()
@@ -578,13 +886,31 @@ class SCDSC(DeepClusterer):
 
         # Step 3: k-means on the codes, bases by SVD
         t0 = time.perf_counter()
-        z = encode_all(ae, Xt, batch_size=8192, device=dev)
-        init_labels, _ = kmeans_codes(
-            z, k, n_init=int(self.kmeans_n_init), seed=self.seed_, backend=self.kmeans_backend
-        )
-        with torch.no_grad():
-            net.D.copy_(torch.from_numpy(init_bases(z, init_labels, k, d, rng=self._rng)))
-        del z
+        n = rows.shape[0]
+        if self.kmeans_sample is None or n <= int(self.kmeans_sample):  # exact: all codes
+            z = encode_all(ae, Xt, batch_size=8192, device=dev)
+            init_labels, _ = kmeans_codes(
+                z, k, n_init=int(self.kmeans_n_init), seed=self.seed_, backend=self.kmeans_backend
+            )
+            with torch.no_grad():
+                net.D.copy_(torch.from_numpy(init_bases(z, init_labels, k, d, rng=self._rng)))
+            del z
+        else:  # large scene: never hold the (N, latent) codes
+            init_labels, D0 = _sampled_init(
+                ae,
+                source,
+                k,
+                d,
+                sample=int(self.kmeans_sample),
+                n_init=int(self.kmeans_n_init),
+                seed=self.seed_,
+                backend=self.kmeans_backend,
+                rng=self._rng,
+                device=dev,
+            )
+            with torch.no_grad():
+                net.D.copy_(torch.from_numpy(D0))
+            diag["kmeans_init"] = f"k-means fitted on a seeded sample of {self.kmeans_sample} codes"
         self.init_labels_ = init_labels
         timings["init_seconds"] = time.perf_counter() - t0
 
@@ -655,21 +981,32 @@ class SCDSC(DeepClusterer):
     # -- prediction ------------------------------------------------------------------------
     @torch.no_grad()
     def _predict(self, X: np.ndarray, mask=None) -> np.ndarray:
+        """Labels of the masked pixels (default: all), ``predict_chunk`` pixels at a time.
+
+        The cube is reduced tile by tile to its C PCA bands and padded once; each chunk gathers
+        its patches, runs the network and keeps only the argmax, so memory is O(N) labels +
+        O(chunk) patches and soft assignments: never all patches or the (N, k) matrix.
+        """
         H, W, _ = X.shape
         mask = check_mask(mask, (H, W))
+        chunk = int(self.predict_chunk)
+        if chunk < 1:
+            raise ValueError(f"predict_chunk must be a positive number of pixels, got {chunk}")
         rows, cols = np.nonzero(mask)
-        pca_cube = self.preprocessor_.transform(X)
+        pca_cube = self.preprocessor_.transform(X)  # (H, W, C)
+        source = ScenePatches(
+            pca_cube, rows, cols, int(self.patch), self.patch_mean_, self.patch_scale_,
+            device=self.device_,
+        )
         net = self.model_
+        was = net.training
         net.eval()
-        out = []
-        shape = (int(self.n_components), int(self.patch), int(self.patch))
-        for a in range(0, rows.shape[0], 8192):
-            p = extract_patches(pca_cube, rows[a : a + 8192], cols[a : a + 8192], int(self.patch))
-            p = (p - self.patch_mean_.reshape(shape)) / self.patch_scale_.reshape(shape)
-            s = net(torch.from_numpy(p.astype(np.float32)).to(self.device_))[2]
-            out.append(s.argmax(dim=1).cpu())
-        net.train()
-        return torch.cat(out).numpy().astype(np.int64)
+        out = np.empty(rows.shape[0], dtype=np.int64)
+        for a in range(0, rows.shape[0], chunk):
+            s = net(source[slice(a, a + chunk)])[2]  # (b, k)
+            out[a : a + s.shape[0]] = s.argmax(dim=1).cpu().numpy()
+        net.train(was)
+        return out
 
     def predict_scene(self, X=None) -> np.ndarray:
         """The full (H, W) cluster map of ``X`` (default: the fitted cube), every pixel labelled."""
@@ -678,4 +1015,4 @@ class SCDSC(DeepClusterer):
         check_is_fitted(self, "labels_")
         cube = self._cube if X is None else X
         labels = self.predict(cube)
-        return labels.reshape(np.asarray(cube).shape[:2])
+        return labels.reshape(cube.shape[:2])
