@@ -54,13 +54,19 @@ def init_bases(
         if Zj.shape[0] > 0:
             _, sv, Vt = np.linalg.svd(Zj, full_matrices=False)
             V = Vt[: min(d, int((sv > sv.max() * 1e-10).sum()) if sv.size else 0)]
-        if V.shape[0] < d:  # fill the missing directions at random, orthogonal to V
-            R = rng.normal(size=(d - V.shape[0], latent))
-            R -= (R @ V.T) @ V
-            Q, _ = np.linalg.qr(R.T)
-            V = np.concatenate([V, Q.T[: d - V.shape[0]]], axis=0)
+        V = complete_basis(V, d, rng)
         D[:, j * d : (j + 1) * d] = V.T
     return D.astype(np.float32)
+
+
+def complete_basis(V: np.ndarray, d: int, rng: np.random.Generator) -> np.ndarray:
+    """(r, latent) orthonormal rows -> (d, latent): missing directions drawn at random, orthogonal to V."""
+    if V.shape[0] >= d:
+        return V
+    R = rng.normal(size=(d - V.shape[0], V.shape[1]))
+    R -= (R @ V.T) @ V
+    Q, _ = np.linalg.qr(R.T)
+    return np.concatenate([V, Q.T[: d - V.shape[0]]], axis=0)
 
 
 def kmeans_codes(

@@ -51,6 +51,7 @@ from deepclust.losses.minicluster import minicluster_kl
 from deepclust.losses.spatial import check_window, spatial_kl
 from deepclust.methods.edesc import (
     BasisClusteringNet,
+    complete_basis,
     encode_all,
     init_bases,
     kmeans_codes,
@@ -407,11 +408,7 @@ def init_bases_gram(
         # rank as init_bases counts it: singular values > 1e-10 * the largest (squared here)
         rank = int((vals > max(vals[0], 0.0) * 1e-20).sum()) if rows.size else 0
         V = vecs[:, : min(d, rank)].T  # (<= d, latent)
-        if V.shape[0] < d:  # fill the missing directions at random, orthogonal to V
-            R = rng.normal(size=(d - V.shape[0], latent))
-            R -= (R @ V.T) @ V
-            Q, _ = np.linalg.qr(R.T)
-            V = np.concatenate([V, Q.T[: d - V.shape[0]]], axis=0)
+        V = complete_basis(V, d, rng)
         D[:, j * d : (j + 1) * d] = V.T
     return D.astype(np.float32)
 
