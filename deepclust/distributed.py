@@ -188,6 +188,9 @@ def _local_worker(rank_: int, nproc: int, tmp: str, fn: Callable[..., Any], kwar
         if rank_ == 0:
             with open(os.path.join(tmp, "result.json"), "w") as fh:
                 json.dump(result, fh)
+        # no rank tears the group down while another still talks to it (gloo aborts the
+        # process with "terminate called without an active exception" otherwise)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

@@ -215,5 +215,6 @@ def worker(rank: int, world: int, init_file: str, out: str, names: list[str]) ->
         # write a 2-process checkpoint, interrupted (the test resumes it in 1 process)
         interrupted_fit("idec", os.path.join(out, "ckpt_2proc.pt"), after_epochs=3)
         torch.save(res, os.path.join(out, f"rank{rank}.pt"))
+        dist.barrier()  # both ranks done before either destroys the group
     finally:
         dist.destroy_process_group()
