@@ -39,7 +39,9 @@ def ddp(tmp_path_factory):
         except mp.ProcessExitedException:
             # a worker killed by a signal (seen once in CI: gloo's SIGABRT at shutdown, before the
             # barrier was added) is retried once with a fresh rendezvous; a Python error in a
-            # worker is ProcessRaisedException and is not retried
+            # worker is ProcessRaisedException and is not retried. The 1-process checkpoint the
+            # workers resume (and advance) is written afresh first.
+            M.interrupted_fit("idec", str(out / "ckpt_1proc.pt"), after_epochs=3)
             mp.spawn(M.worker, args=(2, str(out / "init2"), str(out), M.METHODS + M.VARIANTS), nprocs=2, join=True)
     finally:
         torch.set_num_threads(n)
