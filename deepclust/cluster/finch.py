@@ -180,22 +180,48 @@ def _first_neighbors_blas(
     Xn = normalize(X)  # scikit-learn's row scaling, in X's precision
     side = max(int(block_rows or 0), 2 * _MIN_BLOCK)
     blocks = _blocks(n, side) if n > side else [(0, n)]
-    for bi, (s, e) in enumerate(blocks):
-        for t, u in blocks[bi:]:
-            S = Xn[s:e] @ Xn[t:u].T  # (e - s, u - t); a syrk when t == s
-            np.subtract(1.0, S, out=S)  # = sklearn's S *= -1; S += 1, in X's precision
-            np.clip(S, 0.0, 2.0, out=S)
-            D = S.astype(np.float32, copy=False)  # finch-clust's cast
-            if t == s:
-                np.fill_diagonal(D, np.inf)
-            j = D.argmin(axis=1)  # first index of each row's minimum
-            _keep_better(best, arg, s, e, D[np.arange(e - s), j], j + t)
-            if t != s:  # the same block, read by columns, serves the rows of J
-                cmin = D.min(axis=0)  # (argmin along axis 0 is slow in numpy)
-                r, c = np.divmod(np.flatnonzero(D == cmin), u - t)  # row-major order, so
-                _, first = np.unique(c, return_index=True)  # each column's first hit first
-                _keep_better(best, arg, t, u, cmin, r[first] + s)
+    pairs = [(s, e, t, u) for i, (s, e) in enumerate(blocks) for t, u in blocks[i:]]
+    for part in _map_blocks(lambda p: _cosine_block(Xn, *p), pairs):
+        for args in part:
+            _keep_better(best, arg, *args)
     return arg, best
+
+
+def _cosine_block(Xn: np.ndarray, s: int, e: int, t: int, u: int) -> list[tuple]:
+    """Row (and, off the diagonal, column) minima of the distance block ``(s:e, t:u)``."""
+    S = Xn[s:e] @ Xn[t:u].T  # (e - s, u - t); a syrk when t == s
+    np.subtract(1.0, S, out=S)  # = sklearn's S *= -1; S += 1, in X's precision
+    np.clip(S, 0.0, 2.0, out=S)
+    D = S.astype(np.float32, copy=False)  # finch-clust's cast
+    if t == s:
+        np.fill_diagonal(D, np.inf)
+    j = D.argmin(axis=1)  # first index of each row's minimum
+    out = [(s, e, D[np.arange(e - s), j], j + t)]
+    if t != s:  # the same block, read by columns, serves the rows of J
+        cmin = D.min(axis=0)  # (argmin along axis 0 is slow in numpy)
+        r, c = np.divmod(np.flatnonzero(D == cmin), u - t)  # row-major order, so
+        _, first = np.unique(c, return_index=True)  # each column's first hit first
+        out.append((t, u, cmin, r[first] + s))
+    return out
+
+
+def _map_blocks(fn, items: list) -> list:
+    """``[fn(x) for x in items]``, on as many threads as numpy's BLAS may use.
+
+    Whole blocks go to the threads, each block's product on one BLAS thread: the reductions
+    between products run in parallel too, and no BLAS thread spins waiting for a core that
+    another process holds. Results come back in order, so the output does not depend on the
+    number of threads (and a product's bits do not depend on BLAS threading)."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+    workers = min(len(items), min(blas) if blas else 1)
+    if workers <= 1:
+        return [fn(x) for x in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+        return list(pool.map(fn, items))
 
 
 def _euclidean_rows(

@@ -90,6 +90,18 @@ def test_blocked_cosine_search_is_bitwise_dense_sklearn(block_rows):
     np.testing.assert_array_equal(dist1, ref_dist1)
 
 
+def test_blocked_search_does_not_depend_on_threads():
+    from threadpoolctl import threadpool_limits
+
+    X = offset_blobs().astype(np.float32)[::3]  # 5000 points: 3 blocks, 6 block pairs
+    out = []
+    for threads in (1, 2):
+        with threadpool_limits(threads, user_api="blas"):
+            out.append(first_neighbors(X))
+    np.testing.assert_array_equal(out[0][0], out[1][0])
+    np.testing.assert_array_equal(out[0][1], out[1][1])
+
+
 @pytest.fixture(scope="module")
 def finch_clust_offset_blobs():
     # finch-clust's first step casts its input to float32, so this one run (on the float64
