@@ -1,6 +1,6 @@
 """FINCH (ours) against ``finch-clust`` side by side, in one process, same inputs, same threads.
 
-Each case runs both implementations alternately (``--repeats`` times each, the order swapped
+Each case runs both implementations alternately (``--repeats`` times each, the order rotated
 every repeat) and reports the best wall and CPU seconds of each, their ratio, and whether the
 partitions (every level, label numbers included) are identical. With ``--memory`` one more,
 untimed run of each measures its peak traced allocation (``tracemalloc``: numpy and scipy
@@ -20,8 +20,12 @@ Usage (repository root)::
     PYTHONPATH=$PWD python benchmarks/bench_finch.py --cases features blobs --n 20000 \\
         --threads 1 --repeats 3 --memory
 
+``--rev REV`` also times ``deepclust/cluster/finch.py`` as it was at git revision ``REV``
+(loaded from ``git show``), in the same alternation, to compare before and after a change.
+
 Threads: numpy/scipy BLAS and OpenMP pools through ``threadpoolctl``, ``torch.set_num_threads``
-and ``faiss.omp_set_num_threads`` all get ``--threads``, for both implementations.
+and ``faiss.omp_set_num_threads`` all get ``--threads``, for both implementations (ours runs
+whole blocks on that many threads, one BLAS thread each).
 """
 
 from __future__ import annotations
@@ -61,6 +65,28 @@ def run_ref(X: np.ndarray) -> tuple[np.ndarray, list[int]]:
     return np.asarray(c), [int(v) for v in counts]
 
 
+def load_rev(rev: str):
+    """``finch`` of ``deepclust/cluster/finch.py`` at git revision ``rev``, as a function."""
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    src = subprocess.run(
+        ["git", "show", f"{rev}:deepclust/cluster/finch.py"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
+    path = Path(tempfile.mkdtemp()) / f"finch_{rev}.py"
+    path.write_text(src)
+    spec = importlib.util.spec_from_file_location(f"finch_{rev}", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+
+    def run(X: np.ndarray) -> tuple[np.ndarray, list[int]]:
+        parts, counts, _ = mod.finch(X, metric="cosine")
+        return np.stack(parts, 1), [int(c) for c in counts]
+
+    return run
+
+
 def timed(fn, X) -> tuple[float, float, tuple]:
     w, c = time.perf_counter(), time.process_time()
     out = fn(X)
@@ -75,12 +101,14 @@ def peak_traced_mb(fn, X) -> float:
     return round(peak / 2**20, 1)
 
 
-def compare(name: str, X: np.ndarray, repeats: int, memory: bool, threads: int, out: str | None):
+def compare(name: str, X: np.ndarray, repeats: int, memory: bool, threads: int, out: str | None, rev=None):
     impls = {"ours": run_ours, "finch-clust": run_ref}
+    if rev is not None:
+        impls[f"ours@{rev[0]}"] = rev[1]
     best: dict[str, list[float]] = {k: [np.inf, np.inf] for k in impls}
     results: dict[str, tuple] = {}
     for r in range(repeats):
-        order = list(impls) if r % 2 == 0 else list(impls)[::-1]
+        order = list(impls)[r % len(impls):] + list(impls)[: r % len(impls)]  # rotate
         for k in order:
             wall, cpu, res = timed(impls[k], X)
             best[k] = [min(best[k][0], wall), min(best[k][1], cpu)]
@@ -104,6 +132,17 @@ def compare(name: str, X: np.ndarray, repeats: int, memory: bool, threads: int, 
         "identical_partitions": bool(ca == cb and a.shape == b.shape and (a == b).all()),
         "identical_levels": [bool((a[:, i] == b[:, i]).all()) for i in range(min(a.shape[1], b.shape[1]))],
     }
+    if rev is not None:
+        k = f"ours@{rev[0]}"
+        rec.update(
+            {
+                "rev": rev[0],
+                "rev_wall_s": round(best[k][0], 3),
+                "rev_cpu_s": round(best[k][1], 3),
+                "rev_speedup_wall": round(best["finch-clust"][0] / best[k][0], 2),
+                "rev_identical_partitions": bool(np.array_equal(results[k][0], b)),
+            }
+        )
     if memory:
         rec["ours_peak_traced_mb"] = peak_traced_mb(run_ours, X)
         rec["ref_peak_traced_mb"] = peak_traced_mb(run_ref, X)
@@ -124,6 +163,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--memory", action="store_true", help="also measure peak traced memory")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--rev", default=None, help="also time our FINCH at this git revision")
     a = ap.parse_args()
 
     import faiss
@@ -153,17 +193,18 @@ def main() -> None:
             flush=True,
         )
         run_ours(blobs()[:2000].astype(np.float32))  # warm-up (imports, BLAS buffers)
+        rev = (a.rev, load_rev(a.rev)) if a.rev else None
         for case in a.cases:
             if case == "features":
                 from bench_scdsc import finch_features
 
                 for n in a.n:
                     X = np.load(finch_features(n))
-                    compare(f"features-{n}", X, a.repeats, a.memory, a.threads, a.out)
+                    compare(f"features-{n}", X, a.repeats, a.memory, a.threads, a.out, rev)
             else:
                 X64 = blobs()
                 for X in (X64.astype(np.float32), X64):
-                    compare("blobs", X, a.repeats, a.memory, a.threads, a.out)
+                    compare("blobs", X, a.repeats, a.memory, a.threads, a.out, rev)
 
 
 if __name__ == "__main__":
