@@ -30,6 +30,7 @@ from deepclust.base import DeepClusterer
 from deepclust.losses.dec import kl_divergence, target_distribution
 from deepclust.losses.subspace import basis_constraint, subspace_affinity
 from deepclust.nn.mlp_ae import MLPAutoencoder
+from deepclust.stopping import plateau_rule
 from deepclust.training import History, fit_loop, minibatches
 
 __all__ = ["EDESC", "BasisClusteringNet", "init_bases", "kmeans_codes", "seeded_init"]
@@ -70,12 +71,14 @@ def complete_basis(V: np.ndarray, d: int, rng: np.random.Generator) -> np.ndarra
 
 
 def kmeans_codes(
-    z: np.ndarray, n_clusters: int, *, n_init: int, seed: int, backend: str = "sklearn"
+    z: np.ndarray, n_clusters: int, *, n_init: int, seed: int, backend: str = "sklearn",
+    sample_weight: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """k-means on the codes, ``n_init`` restarts, the lowest inertia kept (label-free).
 
     ``backend="sklearn"`` (Lloyd/Elkan, to convergence) or ``"faiss"`` (100 Lloyd iterations per
-    restart; ~10x faster on wide codes such as SCDSC's 1,568-dim ones).
+    restart; ~10x faster on wide codes such as SCDSC's 1,568-dim ones). ``sample_weight``
+    (n,) weighs each row (e.g. a mini-cluster mean by its number of pixels).
     """
     if backend == "faiss":
         import faiss
@@ -90,14 +93,15 @@ def kmeans_codes(
             max_points_per_centroid=max(256, zz.shape[0]),
             verbose=False,
         )
-        km.train(zz)
+        w = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=np.float32)
+        km.train(zz, weights=w)
         _, lab = km.index.search(zz, 1)
         return lab.ravel().astype(np.int64), km.centroids.copy()
     if backend != "sklearn":
         raise ValueError(f"kmeans_backend must be 'sklearn' or 'faiss', got {backend!r}")
     from sklearn.cluster import KMeans
 
-    km = KMeans(n_clusters=n_clusters, n_init=int(n_init), random_state=seed).fit(z)
+    km = KMeans(n_clusters=n_clusters, n_init=int(n_init), random_state=seed).fit(z, sample_weight=sample_weight)
     return km.labels_.astype(np.int64), km.cluster_centers_
 
 
@@ -173,10 +177,18 @@ def pretrain_autoencoder(
     checkpoint_path: str | None = None,
     resume: bool = False,
     rng: np.random.Generator | None = None,
-) -> None:
-    """Reconstruction (MSE) pretraining with Adam on shuffled mini-batches."""
+    plateau_tol: float | None = None,
+    plateau_patience: int = 10,
+) -> int:
+    """Reconstruction (MSE) pretraining with Adam on shuffled mini-batches.
+
+    ``epochs`` is a cap: with ``plateau_tol`` set, pretraining stops as soon as the epoch-mean
+    reconstruction error has plateaued (:func:`deepclust.stopping.plateau_reached`: the last
+    ``plateau_patience`` epochs lowered the best error by less than a ``plateau_tol`` share), a
+    label-free rule. Returns the number of epochs run.
+    """
     if epochs <= 0:
-        return
+        return 0
     opt = torch.optim.Adam(ae.parameters(), lr=lr)
     n = X.shape[0]
     distributed = ddp.world_size() > 1
@@ -204,7 +216,9 @@ def pretrain_autoencoder(
         resume=resume,
         rng=rng,
         verbose=verbose,
+        on_epoch_end=plateau_rule(history, "pretrain", "rec", tol=plateau_tol, patience=plateau_patience),
     )
+    return history.epochs("pretrain")
 
 
 def _train_edesc(

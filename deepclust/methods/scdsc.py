@@ -261,8 +261,13 @@ class ScenePatches:
         """All (N, C, p, p) patches as one tensor (what the full-batch path trains on)."""
         return self[slice(None)].contiguous()
 
-    def feature_stats(self, *, exact_below: int | None = None, chunk: int = 16384):
+    def feature_stats(self, *, exact_below: int | None = None, chunk: int = 16384, scaling: str = "feature"):
         """Per-feature mean and scale (std, zeros -> 1) of the un-normalised patches, float32.
+
+        ``scaling="global"``: the same per-feature means, but one scale for every feature, the
+        root mean of the per-feature variances (the total standard deviation of the centred
+        patches), so the ratios between the PCA components' variances survive; the returned
+        scale is that value repeated per feature. ``"feature"``: each feature's own std.
 
         Up to ``exact_below`` pixels (default ``deepclust.base.TILE_PIXELS``): numpy's
         float32 mean/std of the materialised patch matrix
@@ -271,10 +276,12 @@ class ScenePatches:
         """
         n, f = self.shape[0], int(np.prod(self.shape[1:]))
         exact_below = _base.TILE_PIXELS if exact_below is None else int(exact_below)
+        if scaling not in ("feature", "global"):
+            raise ValueError(f"patch_scaling must be 'feature' or 'global', got {scaling!r}")
         if n <= exact_below:
             flat = self.raw(slice(None)).reshape(n, f).cpu().numpy()
             std = flat.std(0)
-            return flat.mean(0), np.where(std > 0, std, 1.0).astype(np.float32)
+            return flat.mean(0), _scale(std, scaling)
         s1 = torch.zeros(f, dtype=torch.float64, device=self.device)
         for a in range(0, n, chunk):
             s1 += self.raw(slice(a, a + chunk)).reshape(-1, f).double().sum(0)
@@ -284,7 +291,15 @@ class ScenePatches:
             s2 += ((self.raw(slice(a, a + chunk)).reshape(-1, f).double() - mean) ** 2).sum(0)
         std = (s2 / n).sqrt().cpu().numpy()
         mean = mean.cpu().numpy().astype(np.float32)
-        return mean, np.where(std > 0, std, 1.0).astype(np.float32)
+        return mean, _scale(std, scaling)
+
+
+def _scale(std: np.ndarray, scaling: str) -> np.ndarray:
+    """Per-feature scales from per-feature standard deviations (see ``feature_stats``)."""
+    if scaling == "global":
+        total = float(np.sqrt(np.mean(np.asarray(std, dtype=np.float64) ** 2)))
+        return np.full(std.shape, total if total > 0 else 1.0, dtype=np.float32)
+    return np.where(std > 0, std, 1.0).astype(np.float32)
 
 
 def patch_pca_features(
@@ -459,6 +474,284 @@ def _sampled_init(
 
 
 # --------------------------------------------------------------------------------------------
+# initialisation and keeping every cluster alive (label-free rules, each a switch of SCDSC)
+# --------------------------------------------------------------------------------------------
+def min_cluster_size(n: int, k: int, share: float | None) -> int:
+    """Smallest size a cluster may have: ``share`` of the mean cluster size ``n / k`` (at least 1
+    pixel; 0 when ``share`` is None, i.e. no cluster is ever called too small)."""
+    if share is None:
+        return 0
+    return max(1, int(np.ceil(float(share) * n / k)))
+
+
+def _two_means(z: np.ndarray, seed: int) -> np.ndarray:
+    """0/1 split of the rows of ``z`` by 2-means (3 restarts); a split into one side only (all
+    rows equal) falls back to halving by the first principal direction."""
+    from sklearn.cluster import KMeans
+
+    if z.shape[0] < 2:
+        return np.zeros(z.shape[0], dtype=np.int64)
+    lab = KMeans(n_clusters=2, n_init=3, random_state=seed).fit(z).labels_.astype(np.int64)
+    if lab.min() == lab.max():
+        c = z - z.mean(0)
+        v = np.linalg.svd(c, full_matrices=False)[2][0]
+        proj = c @ v
+        lab = (proj > np.median(proj)).astype(np.int64)
+    return lab
+
+
+def repair_partition(
+    z: np.ndarray, labels: np.ndarray, k: int, *, min_size: int, seed: int, max_rounds: int | None = None
+) -> tuple[np.ndarray, int]:
+    """Reject a degenerate partition: while some cluster has fewer than ``min_size`` points,
+    dissolve the smallest one (its points go to the nearest other centre) and reuse its label by
+    splitting a cluster in two (2-means): the cluster with the largest within-cluster sum of
+    squares whose split leaves both halves with at least ``min_size`` points (so a few far
+    outliers are never split off again).
+
+    Label-free and deterministic for a given ``seed``. Returns the new labels and the number of
+    repairs made (at most ``max_rounds``, default ``k``); it stops early when no cluster can be
+    split that way.
+    """
+    labels = np.asarray(labels, dtype=np.int64).copy()
+    rounds = 0
+    max_rounds = k if max_rounds is None else int(max_rounds)
+    while rounds < max_rounds:
+        counts = np.bincount(labels, minlength=k)
+        small = int(np.argmin(counts))
+        if counts[small] >= min_size:
+            break
+        trial = labels.copy()
+        keep = np.array([j for j in range(k) if j != small])
+        centres = np.stack([z[trial == j].mean(0) for j in keep])  # (k-1, latent)
+        pts = np.flatnonzero(trial == small)
+        if pts.size:
+            d2 = ((z[pts, None, :] - centres[None]) ** 2).sum(-1)  # (|small|, k-1): small by definition
+            trial[pts] = keep[d2.argmin(1)]
+        sse = {j: float(((z[trial == j] - z[trial == j].mean(0)) ** 2).sum()) for j in keep}
+        done = False
+        for big in sorted(sse, key=lambda j: -sse[j]):
+            members = np.flatnonzero(trial == big)
+            if members.size < 2 * min_size:
+                continue
+            half = _two_means(z[members], seed + rounds)
+            if min(int(half.sum()), int((half == 0).sum())) >= min_size:
+                trial[members[half == 1]] = small
+                done = True
+                break
+        if not done:
+            break
+        labels = trial
+        rounds += 1
+    return labels, rounds
+
+
+def kmeans_nondegenerate(
+    z: np.ndarray, k: int, *, n_init: int, seed: int, backend: str, min_size: int,
+    sample_weight: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """k-means with degenerate restarts rejected: ``n_init`` single restarts (seeds ``seed``,
+    ``seed + 1``, ...); among those whose every cluster holds at least ``min_size`` points
+    (weighted by ``sample_weight``, e.g. pixels per mini-cluster) the lowest inertia wins, else
+    the lowest inertia overall (said in the returned info). With ``min_size == 0`` this is plain
+    :func:`kmeans_codes` (its own restarts). Label-free."""
+    if min_size <= 0:
+        lab, cen = kmeans_codes(z, k, n_init=n_init, seed=seed, backend=backend, sample_weight=sample_weight)
+        return lab, cen, {}
+    w = np.ones(z.shape[0]) if sample_weight is None else np.asarray(sample_weight, dtype=np.float64)
+    best, best_any = None, None
+    rejected = 0
+    for r in range(max(1, int(n_init))):
+        lab, cen = kmeans_codes(z, k, n_init=1, seed=seed + r, backend=backend, sample_weight=sample_weight)
+        inertia = float((w * ((z - cen[lab]) ** 2).sum(1)).sum())
+        sizes = np.bincount(lab, weights=w, minlength=k)
+        if best_any is None or inertia < best_any[0]:
+            best_any = (inertia, lab, cen)
+        if sizes.min() >= min_size:
+            if best is None or inertia < best[0]:
+                best = (inertia, lab, cen)
+        else:
+            rejected += 1
+    info = {"kmeans_restarts_rejected": rejected}
+    if best is None:
+        info["kmeans_all_degenerate"] = True
+        best = best_any
+    return best[1], best[2], info
+
+
+def minicluster_init(
+    ae: torch.nn.Module,
+    source,
+    mini: np.ndarray,
+    k: int,
+    *,
+    n_init: int,
+    seed: int,
+    backend: str,
+    device,
+    min_size: int = 0,
+    batch: int = 8192,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Initial partition from the mini-clusters: the mean code of every FINCH mini-cluster,
+    weighted k-means (weight = its number of pixels) on those means, each pixel labelled as its
+    mini-cluster. Streams the codes (never the (N, latent) matrix). Restarts leaving a cluster
+    with fewer than ``min_size`` pixels are rejected (:func:`kmeans_nondegenerate`). Returns the
+    (N,) labels, the (l, latent) mini-cluster means and the k-means info."""
+    l_ = int(mini.max()) + 1
+    idx = torch.from_numpy(np.asarray(mini, dtype=np.int64))
+    sums = None
+    was = ae.training
+    ae.eval()
+    with torch.no_grad():
+        for a in range(0, len(source), batch):
+            z = ae.encode(source[slice(a, a + batch)].to(device)).double().cpu()
+            if sums is None:
+                sums = torch.zeros(l_, z.shape[1], dtype=torch.float64)
+            sums.index_add_(0, idx[a : a + z.shape[0]], z)
+    ae.train(was)
+    counts = np.bincount(mini, minlength=l_).astype(np.float64)
+    means = (sums.numpy() / np.maximum(counts, 1.0)[:, None]).astype(np.float32)
+    info: dict = {}
+    if l_ <= k:  # fewer mini-clusters than clusters: each its own cluster (the rest stay empty)
+        lab_m = np.arange(l_, dtype=np.int64)
+    else:
+        lab_m, _, info = kmeans_nondegenerate(means, k, n_init=n_init, seed=seed, backend=backend,
+                                              min_size=min_size, sample_weight=counts)
+    return lab_m[mini], means, info
+
+
+class ClusterReseeder:
+    """Re-seed a cluster whose share of pixels fell below ``min_size`` during joint training.
+
+    After ``patience`` consecutive epochs whose hard assignments (argmax of ``S``) leave a cluster
+    with fewer than ``min_size`` pixels (a short dip that recovers by itself is left alone), the
+    cluster with the largest total subspace residual ``sum_i (||z_i||^2 - ||z_i D_j||^2)`` over its
+    pixels is split in two by 2-means on its codes (at most ``sample`` of them); each half gets the
+    top-``d`` right singular vectors of its codes as basis, one half keeping the split cluster's
+    slot and the other taking the dead one's. The optimizer's moment estimates of those basis
+    columns are reset. One re-seed per epoch, at most ``max_reseeds`` in a fit, none in the last
+    ``quiet_epochs`` epochs (so a re-seeded
+    cluster has time to settle before the last epoch). Label-free.
+    """
+
+    def __init__(self, *, k: int, d: int, min_size: int, max_reseeds: int, quiet_epochs: int,
+                 epochs: int, seed: int, sample: int = 20000, patience: int = 3):
+        self.k, self.d, self.min_size, self.patience = k, d, min_size, patience
+        self.small_run = 0  # consecutive epochs (so far) with a cluster below min_size
+        self.max_reseeds, self.quiet_epochs, self.epochs = max_reseeds, quiet_epochs, epochs
+        self.seed, self.sample = seed, sample
+        self.events: list[dict] = []
+
+    @torch.no_grad()
+    def __call__(self, epoch: int, labels: np.ndarray, net: BasisClusteringNet, X, opt, device) -> bool:
+        """Re-seed after ``epoch`` (0-based) if a cluster of ``labels`` is too small; True if done."""
+        counts = np.bincount(labels, minlength=self.k)
+        dead = int(np.argmin(counts))
+        # labels are identical on every rank: every rank takes the same decision
+        self.small_run = self.small_run + 1 if counts[dead] < self.min_size else 0
+        if (self.small_run < self.patience or len(self.events) >= self.max_reseeds
+                or epoch >= self.epochs - self.quiet_epochs):
+            return False
+        self.small_run = 0
+        # rank 0 plans (its BatchNorm statistics decide the codes), every rank applies the plan
+        big, cols = ddp.run_on_rank0(lambda: self._plan(labels, dead, net, X, device))
+        big = int(np.asarray(big).reshape(-1)[0])
+        d = self.d
+        for slot, part in ((big, 0), (dead, 1)):
+            sl = slice(slot * d, (slot + 1) * d)
+            net.D[:, sl] = torch.from_numpy(np.asarray(cols[part], dtype=np.float32)).to(net.D.device)
+            st = opt.state.get(net.D, {})
+            for key in ("exp_avg", "exp_avg_sq"):
+                if key in st:
+                    st[key][:, sl] = 0.0
+        self.events.append({"epoch": epoch + 1, "dead": dead, "dead_size": int(counts[dead]), "split": big})
+        return True
+
+    def _plan(self, labels: np.ndarray, dead: int, net: BasisClusteringNet, X, device):
+        """(the cluster to split, (2, latent, d) bases of its two halves)."""
+        k, d = self.k, self.d
+        rng = np.random.default_rng([self.seed, len(self.events)])  # local: ranks' generators stay equal
+        D = net.D.detach()
+        n = labels.shape[0]
+        res = torch.zeros(k, dtype=torch.float64)
+        was = net.training
+        net.eval()
+        lab_t = torch.from_numpy(labels)
+        for a in range(0, n, 8192):
+            z = net.autoencoder.encode(X[a : a + 8192].to(device))
+            energy = (z @ D).pow(2).view(z.shape[0], k, d).sum(2)  # (b, k)
+            own = lab_t[a : a + z.shape[0]].to(device)
+            r = (z * z).sum(1) - energy.gather(1, own[:, None])[:, 0]  # residual off the own subspace
+            res.index_add_(0, own.cpu(), r.double().cpu())
+        res[dead] = -np.inf
+        big = int(torch.argmax(res))
+        members = np.flatnonzero(labels == big)
+        if members.size > self.sample:
+            members = np.sort(rng.choice(members, self.sample, replace=False))
+        idx = torch.from_numpy(members)
+        zb = torch.cat([net.autoencoder.encode(X[idx[a : a + 8192]].to(device)).cpu()
+                        for a in range(0, members.size, 8192)]).numpy()
+        net.train(was)
+        half = _two_means(zb, self.seed + len(self.events))
+        cols = []
+        for part in (0, 1):
+            V = np.zeros((0, zb.shape[1]))
+            Zp = zb[half == part].astype(np.float64)
+            if Zp.shape[0]:
+                _, sv, Vt = np.linalg.svd(Zp, full_matrices=False)
+                V = Vt[: min(d, int((sv > sv.max() * 1e-10).sum()))]
+            cols.append(complete_basis(V, d, rng).T)  # (latent, d) orthonormal columns
+        return np.array([big]), np.stack(cols)
+
+
+@torch.no_grad()
+def _hard_labels(net: BasisClusteringNet, X, *, chunk: int) -> np.ndarray:
+    """argmax of ``S`` for every row of ``X`` with the network in eval mode, ``chunk`` rows at a
+    time (the computation ``SCDSC.predict`` makes)."""
+    was = net.training
+    net.eval()
+    out = np.empty(X.shape[0], dtype=np.int64)
+    for a in range(0, X.shape[0], chunk):
+        s = net(X[a : a + chunk])[2]
+        out[a : a + s.shape[0]] = s.argmax(dim=1).cpu().numpy()
+    net.train(was)
+    return out
+
+
+@torch.no_grad()
+def project_unit_columns(D: torch.Tensor) -> None:
+    """Rescale every basis vector (column of ``D``) to unit norm, in place: the hard form of
+    eq. 4's unit-norm term, applied after each optimizer step (zero columns are left alone)."""
+    norms = D.norm(dim=0, keepdim=True)
+    D.div_(torch.where(norms > 0, norms, torch.ones_like(norms)))
+
+
+@torch.no_grad()
+def recalibrate_batchnorm(net: torch.nn.Module, X, *, chunk: int, device) -> None:
+    """Set every BatchNorm's running statistics to those of the clustered pixels under the
+    current weights (one pass in train mode, cumulative average over chunks; one chunk on the
+    full-batch path, i.e. exactly the statistics joint training normalised with), so that the
+    eval-mode network used by ``predict`` computes the soft assignments training saw."""
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    saved = [(m.momentum, m.training) for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+        m.train()
+    n = X.shape[0]
+    lo, hi = ddp.shard_range(n)
+    for a in range(lo, hi, chunk):
+        net.autoencoder(X[a : min(hi, a + chunk)].to(device))  # encoder and decoder BatchNorms
+    for m, (mom, tr) in zip(bns, saved):
+        m.momentum = mom
+        m.train(tr)
+    if ddp.world_size() > 1:
+        average_buffers(net)
+
+
+# --------------------------------------------------------------------------------------------
 # the label-free epoch rule
 # --------------------------------------------------------------------------------------------
 def confident_share(s: torch.Tensor, threshold: float = 0.9) -> float:
@@ -498,13 +791,33 @@ def _train_scdsc(
     checkpoint_path: str | None = None,
     resume: bool = False,
     rng: np.random.Generator | None = None,
+    basis_norm: str = "penalty",
+    min_size: int = 0,
+    reseeder: ClusterReseeder | None = None,
+    device=None,
+    warmup_epochs: int = 0,
+    local_ramp_epochs: int = 0,
 ) -> dict:
-    """Joint training (eq. 17), full batch; returns the selected/last states and labels."""
+    """Joint training (eq. 17), full batch; returns the selected/last states and labels.
+
+    ``basis_norm="project"`` rescales the basis vectors to unit norm before every step (after
+    the previous optimizer step); ``"penalty"`` leaves it to eq. 4's unit term alone.
+    ``min_size``: epochs whose hard partition has a cluster smaller than this are selected only
+    when no epoch without one exists. ``reseeder`` (optional) re-seeds a dying cluster after an
+    epoch (:class:`ClusterReseeder`). ``warmup_epochs``: the learning rate rises linearly from
+    ``lr / (warmup_epochs + 1)`` to ``lr`` over the first steps (one step per epoch; 0: constant).
+    ``local_ramp_epochs``: the local weight rises linearly from ``beta2 / (local_ramp_epochs + 1)``
+    to ``beta2`` over the first epochs (0: ``beta2`` throughout, as the paper).
+    """
+    beta2_full = beta2
+    ramp = {"beta2": beta2}
     n = X.shape[0]
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     n_mini = int(mini_index.max()) + 1 if mini_index is not None else None
     chunk = n if chunk_size is None else max(1, min(int(chunk_size), n))
-    track: dict = {"shares": [], "best": -1.0}
+    # "best_ok": whether the selected epoch's partition kept every cluster at >= min_size pixels;
+    # such epochs rank above all others, then the confident share decides (label-free)
+    track: dict = {"shares": [], "best": -1.0, "best_ok": False, "reseeds": []}
     # Distributed (--nproc): each rank forwards its contiguous shard of the pixels; the soft
     # assignments S are gathered (with gradient) in pixel order, so the mini-cluster means
     # (eqs. 7-9) and the spatial filter (eqs. 11-12) see all pixels and every rank computes the
@@ -528,7 +841,10 @@ def _train_scdsc(
         share = confident_share(s, threshold)
         track["shares"].append(share)
         track["last_labels"] = s.argmax(dim=1).cpu().numpy().astype(np.int64)
-        if share > track["best"]:  # parameters as they produced this s (before the update)
+        ok = bool(np.bincount(track["last_labels"], minlength=s.shape[1]).min() >= min_size)
+        better = (ok and not track["best_ok"]) or (ok == track["best_ok"] and share > track["best"])
+        if better:  # parameters as they produced this s (before the update)
+            track["best_ok"] = ok
             if world > 1:  # one snapshot on every rank: BatchNorm statistics averaged (linear)
                 average_buffers(net)
             track["best"] = share
@@ -547,7 +863,7 @@ def _train_scdsc(
             s = ddp.all_gather_with_grad(s_loc)  # (N, k), pixel order; backward sums the ranks
             rec_r = F.mse_loss(x_hat, xr, reduction="sum") / X.numel()  # this rank's share, eq. 13
             nl, loc = cluster_terms(s)
-            (world * rec_r + basis + beta1 * nl + beta2 * loc).backward()
+            (world * rec_r + basis + beta1 * nl + ramp["beta2"] * loc).backward()
             s_all = s.detach()
         else:  # chunked: dL/dS over all pixels, then this rank's chunks (times W, see above)
             with torch.no_grad():
@@ -556,7 +872,7 @@ def _train_scdsc(
                                                    for a in range(0, hi - lo, chunk)]))
             s_leaf = s_all.clone().requires_grad_(True)
             nl, loc = cluster_terms(s_leaf)
-            (beta1 * nl + beta2 * loc).backward()
+            (beta1 * nl + ramp["beta2"] * loc).backward()
             g = s_leaf.grad[lo:hi]  # this rank's rows of dL/dS
             rec_r = torch.zeros((), device=X.device)
             for a in range(0, hi - lo, chunk):
@@ -575,7 +891,7 @@ def _train_scdsc(
             between, unit = (t.detach() for t in net.basis_terms())
             record(s_all)
             return {
-                "loss": rec + basis + beta1 * nl + beta2 * loc, "rec": rec,
+                "loss": rec + basis + beta1 * nl + ramp["beta2"] * loc, "rec": rec,
                 "basis_between": between, "basis_unit": unit, "nonlocal": nl, "local": loc,
                 "confident_share": torch.tensor(track["shares"][-1]),
             }
@@ -585,7 +901,7 @@ def _train_scdsc(
             z, x_hat, s = net(X)
             rec = F.mse_loss(x_hat, X)  # eq. 13 (entry mean, see module notes)
             nl, loc = cluster_terms(s)
-            total = rec + basis + beta1 * nl + beta2 * loc  # eq. 17
+            total = rec + basis + beta1 * nl + ramp["beta2"] * loc  # eq. 17
             total.backward()
             s_all = s.detach()
         else:  # the same gradient accumulated over chunks
@@ -593,7 +909,7 @@ def _train_scdsc(
                 s_all = torch.cat([net(X[a : a + chunk])[2] for a in range(0, n, chunk)])
             s_leaf = s_all.clone().requires_grad_(True)
             nl, loc = cluster_terms(s_leaf)
-            (beta1 * nl + beta2 * loc).backward()
+            (beta1 * nl + ramp["beta2"] * loc).backward()
             g = s_leaf.grad  # d(beta1 L_NL + beta2 L_L) / dS, (N, k)
             rec_sum = torch.zeros((), device=X.device)
             for a in range(0, n, chunk):
@@ -604,7 +920,7 @@ def _train_scdsc(
                 rec_sum = rec_sum + rec_c.detach()
             basis.backward()
             rec = rec_sum
-            total = rec + basis.detach() + beta1 * nl.detach() + beta2 * loc.detach()
+            total = rec + basis.detach() + beta1 * nl.detach() + ramp["beta2"] * loc.detach()
         record(s_all)
         return {
             "loss": total.detach(),
@@ -616,6 +932,26 @@ def _train_scdsc(
             "confident_share": torch.tensor(track["shares"][-1]),
         }
 
+    def before_step(global_step: int) -> None:
+        if local_ramp_epochs > 0:
+            ramp["beta2"] = beta2_full * min(1.0, (global_step + 1) / (local_ramp_epochs + 1))
+        if warmup_epochs > 0:
+            for g in opt.param_groups:
+                g["lr"] = lr * min(1.0, (global_step + 1) / (warmup_epochs + 1))
+        if basis_norm == "project":
+            project_unit_columns(net.D)
+
+    def after_epoch(epoch: int, _means: dict) -> bool:
+        if reseeder is not None:
+            reseeder(epoch, track["last_labels"], net, X, opt, device)
+            track["reseeds"], track["small_run"] = list(reseeder.events), reseeder.small_run
+        return False
+
+    def load_extra(extra: dict) -> None:
+        track.update(unpack_state(extra["track"]))
+        if reseeder is not None:
+            reseeder.events, reseeder.small_run = list(track["reseeds"]), int(track.get("small_run", 0))
+
     fit_loop(
         model=net,
         optimizer=opt,
@@ -626,6 +962,8 @@ def _train_scdsc(
         batches=lambda e: [None],
         generator=generator,
         manual_backward=True,
+        on_batch_start=before_step,
+        on_epoch_end=after_epoch,
         checkpoint_path=checkpoint_path,
         checkpoint_every=1 if checkpoint_path else 0,
         resume=resume,
@@ -633,9 +971,11 @@ def _train_scdsc(
         # the epoch-selection record (shares, best epoch, its labels and weights) is part of a
         # resumable state: without it a resumed fit could select a different epoch
         extra_state=lambda: {"track": pack_state(track)},
-        load_extra_state=lambda extra: track.update(unpack_state(extra["track"])),
+        load_extra_state=load_extra,
         verbose=verbose,
     )
+    if basis_norm == "project":  # the final state, as every recorded one, has unit-norm bases
+        project_unit_columns(net.D)
     return track
 
 
@@ -738,6 +1078,16 @@ class SCDSC(DeepClusterer):
         finch_pca_sample: int | None = 200_000,
         kmeans_sample: int | None = 100_000,
         predict_chunk: int = 65536,
+        patch_scaling: Literal["global", "feature"] = "global",
+        pretrain_tol: float | None = 0.01,
+        pretrain_patience: int = 10,
+        basis_norm: Literal["project", "penalty"] = "project",
+        init: Literal["kmeans", "minicluster"] = "kmeans",
+        init_repair: bool = True,
+        reseed: bool = True,
+        warmup_epochs: int = 0,
+        local_ramp_epochs: int = 0,
+        min_cluster_share: float | None = 0.1,
         checkpoint_path: str | None = None,
         resume: bool = False,
         random_state: int | None = None,
@@ -745,6 +1095,16 @@ class SCDSC(DeepClusterer):
         verbose: bool = False,
     ):
         self.n_clusters = n_clusters
+        self.patch_scaling = patch_scaling
+        self.pretrain_tol = pretrain_tol
+        self.pretrain_patience = pretrain_patience
+        self.basis_norm = basis_norm
+        self.init = init
+        self.init_repair = init_repair
+        self.reseed = reseed
+        self.warmup_epochs = warmup_epochs
+        self.local_ramp_epochs = local_ramp_epochs
+        self.min_cluster_share = min_cluster_share
         self.checkpoint_path = checkpoint_path
         self.resume = resume
         self.local = local
@@ -802,6 +1162,14 @@ class SCDSC(DeepClusterer):
             mask = m
         if self.selection not in ("confident", "last"):
             raise ValueError(f"selection must be 'confident' or 'last', got {self.selection!r}")
+        for name, allowed in (("patch_scaling", ("global", "feature")), ("basis_norm", ("project", "penalty")),
+                              ("init", ("kmeans", "minicluster"))):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if self.min_cluster_share is not None and not 0 <= float(self.min_cluster_share) < 1:
+            raise ValueError(f"min_cluster_share must be in [0, 1) or None, got {self.min_cluster_share}")
+        if self.pretrain_tol is not None and float(self.pretrain_tol) < 0:
+            raise ValueError(f"pretrain_tol must be >= 0 or None, got {self.pretrain_tol}")
         return super().fit(X, y, mask=mask)
 
     # -- training --------------------------------------------------------------------------
@@ -823,16 +1191,16 @@ class SCDSC(DeepClusterer):
         # (N, C, P, P) patch matrix exists only on the full-batch path (chunk_size=None or
         # chunk_size >= N, where the joint step runs the network on all pixels at once)
         source = ScenePatches(pca_cube, rows, cols, int(self.patch), device=dev)
-        self.patch_mean_, self.patch_scale_ = source.feature_stats()
+        self.patch_mean_, self.patch_scale_ = source.feature_stats(scaling=self.patch_scaling)
         source.set_normalisation(self.patch_mean_, self.patch_scale_)
         lazy = self.chunk_size is not None and int(self.chunk_size) < rows.shape[0]
         Xt = source if lazy else source.materialize()
         timings["preprocess_seconds"] = time.perf_counter() - t0
 
-        # Step 1: mini-clusters (FINCH) — only when the non-local loss is used
+        # Step 1: mini-clusters (FINCH) — when the non-local loss or the mini-cluster init uses them
         mini = None
         diag: dict = {}
-        if self.nonlocal_:
+        if self.nonlocal_ or self.init == "minicluster":
             t0 = time.perf_counter()
             feats = patch_pca_features(
                 pca_cube,
@@ -865,7 +1233,7 @@ class SCDSC(DeepClusterer):
             )
         net = BasisClusteringNet(ae, n_clusters=k, d=d, eta=float(self.eta)).to(dev)
         history = History()
-        pretrain_autoencoder(
+        diag["pretrain_epochs_run"] = pretrain_autoencoder(
             ae=ae,
             X=Xt,
             epochs=int(self.pretrain_epochs),
@@ -878,17 +1246,48 @@ class SCDSC(DeepClusterer):
             checkpoint_path=self.checkpoint_path,
             resume=bool(self.resume),
             rng=self._rng,
+            plateau_tol=self.pretrain_tol,
+            plateau_patience=int(self.pretrain_patience),
         )
         timings["pretrain_seconds"] = time.perf_counter() - t0
 
-        # Step 3: k-means on the codes, bases by SVD
+        # Step 3: the initial partition (k-means on the codes, or weighted k-means on the
+        # mini-clusters' mean codes), repaired if degenerate, then the bases by SVD
         t0 = time.perf_counter()
         n = rows.shape[0]
-        if self.kmeans_sample is None or n <= int(self.kmeans_sample):  # exact: all codes
+        min_size = min_cluster_size(n, k, self.min_cluster_share)
+        exact_init = self.kmeans_sample is None or n <= int(self.kmeans_sample)
+        if self.init == "minicluster":
+            guard = min_size if self.init_repair else 0
+            out = minicluster_init(ae, source, mini, k, n_init=int(self.kmeans_n_init), seed=self.seed_,
+                                   backend=self.kmeans_backend, device=dev, min_size=guard)
+            init_labels = np.asarray(ddp.broadcast_array(out[0]), dtype=np.int64)  # rank 0's partition
+            diag.update(out[2])
+            z = encode_all(ae, Xt, batch_size=8192, device=dev) if exact_init else None
+            if self.init_repair and min_size > 0 and z is not None:
+                init_labels, diag["init_repairs"] = repair_partition(z, init_labels, k, min_size=min_size,
+                                                                     seed=self.seed_)
+            with torch.no_grad():
+                if z is not None:
+                    D0 = init_bases(z, init_labels, k, d, rng=self._rng)
+                else:  # large scene: bases from the Gram matrices of a sample's codes
+                    samp = np.sort(np.random.default_rng(self.seed_).choice(n, int(self.kmeans_sample), replace=False))
+                    zs = encode_all(ae, source[torch.from_numpy(samp)], batch_size=8192, device=dev)
+                    D0 = init_bases_gram(zs, init_labels[samp], k, d, rng=self._rng)
+                net.D.copy_(torch.from_numpy(D0))
+            del z
+        elif exact_init:  # exact: all codes
             z = encode_all(ae, Xt, batch_size=8192, device=dev)
-            init_labels, _ = kmeans_codes(
-                z, k, n_init=int(self.kmeans_n_init), seed=self.seed_, backend=self.kmeans_backend
+            guard = min_size if self.init_repair else 0
+            init_labels, _, info = kmeans_nondegenerate(
+                z, k, n_init=int(self.kmeans_n_init), seed=self.seed_, backend=self.kmeans_backend,
+                min_size=guard,
             )
+            init_labels = np.asarray(ddp.broadcast_array(init_labels), dtype=np.int64)
+            diag.update(info)
+            if self.init_repair and min_size > 0:
+                init_labels, diag["init_repairs"] = repair_partition(z, init_labels, k, min_size=min_size,
+                                                                     seed=self.seed_)
             with torch.no_grad():
                 net.D.copy_(torch.from_numpy(init_bases(z, init_labels, k, d, rng=self._rng)))
             del z
@@ -935,30 +1334,49 @@ class SCDSC(DeepClusterer):
             checkpoint_path=self.checkpoint_path,
             resume=bool(self.resume),
             rng=self._rng,
+            basis_norm=self.basis_norm,
+            min_size=min_size,
+            reseeder=ClusterReseeder(
+                k=k, d=d, min_size=min_size, max_reseeds=2 * k, quiet_epochs=max(1, int(self.epochs) // 5),
+                epochs=int(self.epochs), seed=self.seed_,
+            ) if self.reseed and min_size > 0 else None,
+            device=dev,
+            warmup_epochs=int(self.warmup_epochs),
+            local_ramp_epochs=int(self.local_ramp_epochs),
         )
         timings["train_seconds"] = time.perf_counter() - t0
         timings["seconds_per_epoch"] = timings["train_seconds"] / int(self.epochs)
+        diag["reseeds"] = list(track["reseeds"])
 
-        self.labels_last_ = track["last_labels"]
+        # The reported labels are computed exactly as ``predict`` computes them: the network in
+        # eval mode, its BatchNorm statistics set to the clustered pixels' (what the full-batch
+        # training steps normalised with), so ``labels_`` == ``predict(cube, mask)``.
+        chunk = n if self.chunk_size is None else max(1, int(self.chunk_size))
         self.history_ = history
+        recalibrate_batchnorm(net, Xt, chunk=chunk, device=dev)
+        self.labels_last_ = _hard_labels(net, Xt, chunk=int(self.predict_chunk))
         use_confident = self.selection == "confident" and track["best"] > 0.0
         if self.selection == "confident" and not use_confident:
             # no epoch had a single confident pixel: the rule cannot rank epochs
-            self.labels_ = track["last_labels"]
+            self.labels_ = self.labels_last_
             self.selection_ = (
                 f"last epoch ({self.epochs}): no epoch had a pixel with max soft assignment > "
                 f"{self.threshold}, so the confident-share rule was undefined (label-free)"
             )
         elif use_confident:
-            self.labels_ = track["best_labels"]
             net.load_state_dict(track["best_state"])
+            recalibrate_batchnorm(net, Xt, chunk=chunk, device=dev)
+            self.labels_ = _hard_labels(net, Xt, chunk=int(self.predict_chunk))
+            kept = "" if track["best_ok"] or min_size == 0 else (
+                f"; no epoch kept every cluster at >= {min_size} pixels")
             self.selection_ = (
                 f"epoch {track['best_epoch'] + 1} of {self.epochs}: largest share "
-                f"({track['best']:.4f}) of pixels with max soft assignment > {self.threshold} "
-                "(label-free, the authors' rule); last-epoch labels in extra_labels_['last_epoch']"
+                f"({track['best']:.4f}) of pixels with max soft assignment > {self.threshold}"
+                + (f" among epochs with every cluster >= {min_size} pixels" if min_size else "")
+                + f" (label-free, the authors' rule{kept}); last-epoch labels in extra_labels_['last_epoch']"
             )
         else:
-            self.labels_ = track["last_labels"]
+            self.labels_ = self.labels_last_
             self.selection_ = f"last epoch ({self.epochs})"
         self.extra_labels_ = {"last_epoch": self.labels_last_, "kmeans_init": init_labels}
         self.model_ = net
@@ -969,6 +1387,7 @@ class SCDSC(DeepClusterer):
             **diag,
             **{k_: round(v, 4) for k_, v in timings.items()},
             "selected_epoch": int(track["best_epoch"]) + 1 if use_confident else int(self.epochs),
+            "selected_epoch_all_clusters_kept": bool(track["best_ok"]),
             "confident_share_selected": float(track["best"]),
             "confident_share_last": float(track["shares"][-1]),
             "n_pixels": int(rows.shape[0]),
