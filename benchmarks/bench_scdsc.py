@@ -294,7 +294,8 @@ def task_salinas(method: str, seed: int, out: str | None) -> None:
         kw = get_preset("scdsc", "salinas-a", "paper" if base == "scdsc-paper" else "fast")
         if switch:
             key, val = switch.split("=")
-            kw[key] = json.loads(val.replace("True", "true").replace("False", "false").replace("'", '"'))
+            kw[key] = json.loads(val.replace("True", "true").replace("False", "false").replace("None", "null")
+                                 .replace("'", '"'))
         m = SCDSC(
             n_clusters=K, local=flags[0], nonlocal_=flags[1], random_state=seed, device="cpu", **kw
         ).fit(cube, mask=mask)

@@ -1,19 +1,40 @@
 """SCDSC presets.
 
-``paper``: Table 4 and section 4.2 of the paper (400 full-batch epochs, patch 7x7x8, FINCH on
-17x17x8 patches -> PCA 300, level after the 2nd iteration, beta = 1e-3, beta1 = 3, pretraining
-50 / 70 / 150 epochs for Trento / Houston / PaviaU). Table 4 and the text of section 4.2 disagree
-on the learning rates (the text gives 5e-3 to Houston and Trento and 1e-4 to PaviaU; Table 4 gives
-1e-4 to Houston and 5e-3 to Trento and PaviaU); we follow Table 4, as the issue does.
+``paper`` (the fidelity check): Table 4 and section 4.2 of the paper (400 full-batch epochs,
+patch 7x7x8, FINCH on 17x17x8 patches -> PCA 300, level after the 2nd iteration, beta = 1e-3,
+beta1 = 3, pretraining 50 / 70 / 150 epochs for Trento / Houston / PaviaU), with every rule we
+added switched off: per-feature standardised patches (as the authors' data script), a fixed
+number of pretraining epochs, the unit-norm basis term as a penalty only, plain k-means
+initialisation, no re-seeding, and the authors' confident-share epoch rule alone. Table 4 and
+the text of section 4.2 disagree on the learning rates (the text gives 5e-3 to Houston and
+Trento and 1e-4 to PaviaU; Table 4 gives 1e-4 to Houston and 5e-3 to Trento and PaviaU); we
+follow Table 4. Any scene the paper does not name: the PaviaU setting (beta2 = 7, 7x7 window,
+lr 5e-3) with 100 pretraining epochs.
 
-``default`` (any other scene, e.g. Salinas-A, Salinas, Indian Pines): chosen without looking at
-any labels — the PaviaU setting (beta2 = 7, 7x7 window, lr 5e-3), i.e. the middle of the
-paper's recommended local weight range [6, 10] for "complex" scenes and the learning rate two of
-the three datasets use; 100 pretraining epochs (between the paper's 50 and 150).
+``fast`` (a CPU budget of minutes on 2 cores, and our recommended setting): every label-free
+rule on (class defaults: scale-preserving patch normalisation, pretraining until the
+reconstruction error plateaus, unit-norm bases, degenerate k-means restarts rejected, dying
+clusters re-seeded, epochs that lost a cluster ranked last), 80 joint epochs, pretraining capped
+at 100 epochs, faiss k-means with 10 restarts. Large scenes (PaviaU, Trento) also bound memory
+with ``chunk_size`` (same gradient, per-chunk BatchNorm statistics).
 
-``fast``: a CPU budget of a few minutes on 2 cores: 30 joint epochs (the paper's 400 at GPU
-speed), 10 pretraining epochs, k-means with 10 restarts via faiss. Large scenes (PaviaU,
-Trento) also bound memory with ``chunk_size`` (same gradient, per-chunk BatchNorm statistics).
+How the defaults for a scene the paper does not name were chosen (one setting for every such
+scene, no per-scene tuning, no labels): on Salinas-A we looked only at label-free signals of
+the joint training, namely the hard cluster sizes per epoch and whether the hard partition
+swings between epochs.
+
+* lr 1e-3 (not the PaviaU 5e-3 of Table 4): at 5e-3 the first 5-15 joint epochs swing the
+  hard partition (seed 4: smallest cluster 391 -> 0 -> 499 pixels within six epochs), and in 10
+  of 20 exploratory fits (seeds 0-4, several switch settings) a cluster emptied, re-seeding
+  included. At 1e-3 the cluster sizes drift smoothly from the initial partition. The paper's
+  own text gives PaviaU a smaller rate "to ensure stable convergence", and 1e-3 is also the
+  pretraining rate.
+* beta2 = 1 (Trento's weight): with beta2 = 7 a cluster emptied in seed 1 at lr 5e-3 and, more
+  slowly, at lr 1e-3 (2 of 2 fits at 1e-3). With beta2 = 1 at lr 1e-3 no cluster emptied. The
+  paper says (section 4.4.3) that a small weight suffices for scenes with large homogeneous
+  regions and that the best weight depends on the scene.
+* 80 joint epochs: the confident share and the cluster sizes still moved at 30. 80 is the
+  budget, not a convergence proof.
 """
 
 _PAPER_COMMON = {
@@ -24,6 +45,14 @@ _PAPER_COMMON = {
     "pretrain_batch_size": 4096,
     "kmeans_n_init": 30,
     "finch_level": 1,
+    # the rules we added, all off: the authors' pipeline
+    "patch_scaling": "feature",
+    "pretrain_tol": None,
+    "basis_norm": "penalty",
+    "init": "kmeans",
+    "init_repair": False,
+    "reseed": False,
+    "min_cluster_share": None,
 }
 
 PRESETS = {
@@ -35,18 +64,31 @@ PRESETS = {
     },
     "fast": {
         "default": {
-            **_PAPER_COMMON,
-            "beta2": 7.0,
+            "beta": 1e-3,
+            "beta1": 3.0,
+            "beta2": 1.0,
             "window": 7,
-            "lr": 5e-3,
-            "epochs": 30,
-            "pretrain_epochs": 10,
+            "lr": 1e-3,
+            "epochs": 80,
+            "pretrain_lr": 1e-3,
+            "pretrain_batch_size": 4096,
+            "pretrain_epochs": 100,
+            "pretrain_tol": 0.01,
+            "pretrain_patience": 10,
             "kmeans_n_init": 10,
             "kmeans_backend": "faiss",
+            "finch_level": 1,
+            "patch_scaling": "global",
+            "basis_norm": "project",
+            "init": "kmeans",
+            "init_repair": True,
+            "reseed": True,
+            "min_cluster_share": 0.1,
         },
+        # the paper's named scenes keep Table 4's weights, window and rate
         "houston": {"beta2": 8.0, "window": 3, "lr": 1e-4},
-        "trento": {"beta2": 1.0, "window": 7, "chunk_size": 8192},
-        "paviau": {"beta2": 7.0, "window": 7, "chunk_size": 8192},
+        "trento": {"beta2": 1.0, "window": 7, "lr": 5e-3, "chunk_size": 8192},
+        "paviau": {"beta2": 7.0, "window": 7, "lr": 5e-3, "chunk_size": 8192},
         "salinas": {"chunk_size": 8192},
     },
 }
