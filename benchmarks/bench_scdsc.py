@@ -345,6 +345,8 @@ def task_salinas(method: str, seed: int, out: str | None) -> None:
             "kappa": ev["kappa"],
             "ari": ev["ari"],
             "per_class": ev.get("per_class"),
+            "cluster_sizes": np.bincount(np.asarray(m.labels_), minlength=K).tolist(),
+            "cpu_seconds": round(time.process_time(), 1),
             **extra,
         },
     )
