@@ -33,6 +33,8 @@ from pathlib import Path
 __all__ = ["main", "build_parser"]
 
 KINDS = ("images", "scene", "vectors")
+#: Flags an earlier version spelled otherwise: suggested when the old spelling is typed.
+RENAMED = {"--clusters": "--n-clusters", "--bench-dir": "--out"}
 
 
 class UserError(Exception):
@@ -74,7 +76,8 @@ class _Parser(argparse.ArgumentParser):
             flag = token.split("=", 1)[0]
             if not flag.startswith("-"):
                 continue
-            close = [o for o in options if o.startswith(flag) and flag.startswith("--")]
+            close = [RENAMED[flag]] if RENAMED.get(flag) in options else []
+            close += [o for o in options if o.startswith(flag) and flag.startswith("--") and o not in close]
             close += [o for o in difflib.get_close_matches(flag, options, n=3, cutoff=0.6) if o not in close]
             if close:
                 hints.append(f"{flag}: did you mean {' or '.join(close[:3])}?")

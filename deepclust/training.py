@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -318,7 +319,11 @@ def fit_loop(
 
         # stage, epoch n/total (total: the preset's cap; a label-free rule may stop earlier),
         # elapsed<ETA, and the last epoch's mean of every loss term
-        bar = tqdm(total=epochs, initial=start_epoch, desc=stage, leave=False, dynamic_ncols=True,
+        # the size given, not read by tqdm: a pseudo-terminal reporting 0 x 0 (ssh -T, containers,
+        # `script`) would make tqdm hide the bar entirely
+        size = shutil.get_terminal_size((100, 24))
+        bar = tqdm(total=epochs, initial=start_epoch, desc=stage, leave=False, ncols=max(size.columns, 60),
+                   nrows=max(size.lines, 10),
                    bar_format="{desc}: epoch {n_fmt}/{total_fmt} |{bar}| [{elapsed}<{remaining}{postfix}]")
     model.train()
     stopped = False
