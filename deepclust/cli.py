@@ -366,13 +366,22 @@ def _distributed_run(method: str, **kwargs) -> dict:
 
 
 def _cmd_segment(args) -> int:
-    from deepclust.methods.recal import run_segment
-    from deepclust.runner import parse_overrides
-
     source = _normalize_dataset(args.dataset) if args.dataset is not None else args.data
+    if args.dataset is not None:
+        from deepclust.data.registry import CATALOG
+
+        scenes = [n for n, e in CATALOG.items() if e.kind == "scene"]
+        mosaic = source == "ucmerced-mosaic" or (source.startswith("ucmerced-mosaic-")
+                                                 and source.rsplit("-", 1)[1].isdigit())
+        if source not in scenes and not mosaic:
+            raise UserError(f"--dataset {args.dataset!r} is not a catalog scene; use one of {', '.join(scenes)} or "
+                            "ucmerced-mosaic[-S] (your own cube: --data FILE.npy)")
     if args.data is not None and not Path(args.data).exists():
         raise FileNotFoundError(f"{args.data}: no such file (catalog scenes are given with --dataset NAME)")
     out = args.out or f"runs/segment-{Path(source).stem}-seed{args.seed}"
+    from deepclust.methods.recal import run_segment
+    from deepclust.runner import parse_overrides
+
     result = run_segment(
         {"data": source, "bands": args.bands, "patch": args.patch, "stride": args.stride,
          "clusters": args.n_clusters, "seed": args.seed, "preset": args.preset, "model": args.model,

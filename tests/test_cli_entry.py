@@ -29,15 +29,23 @@ def _script() -> str:
     return str(script)
 
 
-def _run(args, cwd, **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([_script(), *args], cwd=cwd, capture_output=True, text=True, timeout=600, **kwargs)
+def _env() -> dict:
+    """One torch thread unless the caller chose (two threads on a shared 2-core machine spin-wait)."""
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+def _run(args, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([_script(), *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=_env())
 
 
 def _run_in_terminal(args, cwd) -> tuple[int, str, str]:
     """Run with stderr on a pseudo-terminal (stdout a pipe); returns (status, stdout, terminal text)."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 110, 0, 0))  # rows, columns
-    proc = subprocess.Popen([_script(), *args], cwd=cwd, stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen([_script(), *args], cwd=cwd, stdout=subprocess.PIPE, stderr=slave, stdin=subprocess.DEVNULL,
+                            env=_env())
     os.close(slave)
     chunks = []
     deadline = time.monotonic() + 600
@@ -88,24 +96,38 @@ def _wait_for(pattern: str, folder: Path, proc: subprocess.Popen, timeout: float
     pytest.fail(f"{pattern} never appeared")
 
 
-def test_sigterm_removes_the_staged_outputs(tmp_path):
+@pytest.mark.parametrize("nproc", [1, 2])
+def test_sigterm_removes_the_staged_outputs(nproc, tmp_path):
+    """``kill PID`` (a scheduler's time limit) cleans up like Ctrl-C; with ``--nproc 2`` the
+    launcher forwards it to the workers, and none outlives the launcher."""
     out = tmp_path / "runs" / "long"
-    proc = subprocess.Popen([_script(), "run", "dec", "--dataset", "digits", "--out", str(out), "--set",
-                             "pretrain_epochs=100000", "hidden_dims=(32, 32, 64)"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([_script(), "run", "dec", "--dataset", "digits", "--out", str(out), "--nproc", str(nproc),
+                             "--set", "pretrain_epochs=100000", "hidden_dims=(32, 32, 64)"],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
     _wait_for("runs/.long.partial-*", tmp_path, proc)
+    children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
     assert "terminated" in err and "Traceback" not in err
     assert not (tmp_path / "runs").exists()  # neither the staging folder nor the parent it created
+    time.sleep(1.0)
+    alive = [c for c in children if Path(f"/proc/{c}").exists() and "Z" not in _proc_state(c)]
+    assert not alive, alive
+
+
+def _proc_state(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+    except OSError:
+        return "Z"
 
 
 def test_ctrl_c_during_segment_leaves_no_folder(tmp_path):
     np.save(tmp_path / "cube.npy", np.random.default_rng(0).random((24, 24, 4)).astype(np.float32))
     proc = subprocess.Popen([_script(), "segment", "recal", "--data", "cube.npy", "--n-clusters", "3",
                              "--patch", "8", "--stride", "4", "--out", "seg", "--set", "epochs=100000"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
     _wait_for(".seg.partial-*", tmp_path, proc)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
@@ -223,3 +245,11 @@ def test_bench_writes_to_the_users_folder(tmp_path):
     assert (tmp_path / "runs" / "bench" / "results" / "kmeans__digits__fast.json").exists()
     assert "torch 2.13.0 CPU" not in table.read_text()  # the header describes this machine, not ours
     assert not (tmp_path / "benchmarks").exists()
+
+
+def test_segment_sources_are_named_like_run(tmp_path):
+    proc = _run(["segment", "recal", "--dataset", "digits"], tmp_path)
+    assert proc.returncode == 2 and "is not a catalog scene" in proc.stderr and "salinas-a" in proc.stderr
+    proc = _run(["segment", "recal", "--data", "salinas-a"], tmp_path)
+    assert proc.returncode == 2 and "catalog scenes are given with --dataset NAME" in proc.stderr
+    assert not list(tmp_path.iterdir())

@@ -208,6 +208,14 @@ def _run_pip(command: str, tmp_path: Path) -> None:
     assert ("deepclust", "0.1.0") in installs
 
 
+def _env() -> dict:
+    """The environment of the command: one torch thread unless the caller chose (two threads on a
+    2-core machine shared with other jobs spin-wait on each other: several times slower)."""
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
 def _console_script() -> list[str]:
     script = Path(sys.executable).parent / "deepclust"
     if not script.exists():
@@ -245,7 +253,8 @@ def test_readme_command(command, tmp_path):
         assert tokens[0] == "deepclust"
         argv = _console_script() + tokens[1:]
     bench_before = _tree_digest(ROOT / "benchmarks") if tokens[1:2] == ["bench"] else None
-    proc = subprocess.run(argv + spec.get("extra", []), cwd=tmp_path, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(argv + spec.get("extra", []), cwd=tmp_path, capture_output=True, text=True, timeout=900,
+                          env=_env())
     assert proc.returncode == 0, f"{command}\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
     if "out" in spec:
         out = tmp_path / spec["out"]
@@ -262,6 +271,7 @@ def test_readme_python_block(tmp_path):
     blocks = _blocks("python")
     assert blocks
     for code in blocks:
-        proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                              env=_env())
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "'acc'" in proc.stdout
