@@ -329,8 +329,8 @@ def _check_labels_fit(path: Path, shape: tuple, gt_arr: np.ndarray, source: str,
             hint = (f"; {flat:,} = {a}x{b} is the pixel count if it is read as a scene (H, W, B): pass "
                     f"--kind scene with the labels as an ({a}, {b}) map")
         raise ValueError(
-            f"the labels from {source} hold {flat:,} entries but {path.name} {shape} read as {kind} has {a:,} "
-            f"samples{hint}"
+            f"labels from {source} have shape ({flat},), expected ({a},) for {path.name} {shape} read as {kind} "
+            f"({a:,} samples){hint}"
         )
     elif g.ndim == 2 and 1 not in g.shape and g.shape == (a, b):
         raise ValueError(
