@@ -107,7 +107,11 @@ def test_sigterm_removes_the_staged_outputs(nproc, tmp_path):
     _wait_for("runs/.long.partial-*", tmp_path, proc)
     children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True, text=True).stdout.split()
     proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
     assert proc.returncode == 143, err
     assert "terminated" in err and "Traceback" not in err
     assert not (tmp_path / "runs").exists()  # neither the staging folder nor the parent it created
@@ -123,14 +127,25 @@ def _proc_state(pid: str) -> str:
         return "Z"
 
 
+def _default_sigint() -> None:
+    # a shell without job control starts background jobs with SIGINT ignored, and a child inherits
+    # that; Ctrl-C in a terminal reaches a command whose SIGINT has its default disposition
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_during_segment_leaves_no_folder(tmp_path):
     np.save(tmp_path / "cube.npy", np.random.default_rng(0).random((24, 24, 4)).astype(np.float32))
     proc = subprocess.Popen([_script(), "segment", "recal", "--data", "cube.npy", "--n-clusters", "3",
                              "--patch", "8", "--stride", "4", "--out", "seg", "--set", "epochs=100000"],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(),
+                            preexec_fn=_default_sigint)
     _wait_for(".seg.partial-*", tmp_path, proc)
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    try:
+        _, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
     assert proc.returncode == 130, err
     assert "interrupted" in err
     assert not (tmp_path / "seg").exists() and not list(tmp_path.glob(".seg.partial-*"))
