@@ -12,8 +12,6 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from deepclust.metrics import evaluate
-
 _ESTIMATORS = {
     "KMeans": "deepclust.methods.kmeans",
     "FINCH": "deepclust.cluster.finch",
@@ -33,10 +31,15 @@ __all__ = ["evaluate", "load_dataset", *_ESTIMATORS]
 def __getattr__(name: str):
     import importlib
 
+    # everything is imported on first use, so `deepclust --help` never pays for torch or sklearn
     if name == "load_dataset":
         from deepclust.data import load_dataset
 
         return load_dataset
+    if name == "evaluate":
+        from deepclust.metrics import evaluate
+
+        return evaluate
     if name in _ESTIMATORS:
         return getattr(importlib.import_module(_ESTIMATORS[name]), name)
     raise AttributeError(f"module 'deepclust' has no attribute {name!r}")

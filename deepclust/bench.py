@@ -2,9 +2,13 @@
 
 Every (method, dataset, seed) runs in its own ``deepclust run`` subprocess, so each run's peak
 memory is its own and one failure does not stop the grid. Per-seed metrics go to
-``benchmarks/results/<method>__<dataset>__<preset>[__tag].json``; ``benchmarks/RESULTS.md`` is then
-regenerated from every results file: its part between the ``BEGIN GENERATED`` and
+``OUT/results/<method>__<dataset>__<preset>[__tag].json``; ``OUT/RESULTS.md`` is then regenerated
+from every results file in ``OUT/results``: its part between the ``BEGIN GENERATED`` and
 ``END GENERATED`` markers is replaced and the hand-written notes around it are kept.
+
+``OUT`` is the user's folder (``deepclust bench`` defaults to ``runs/bench``). The project's own
+tables (``benchmarks/RESULTS.md`` and ``benchmarks/results/`` in the checkout) are rewritten only
+when asked for explicitly, with ``--out benchmarks``.
 """
 
 from __future__ import annotations
@@ -41,9 +45,10 @@ def _results_name(method: str, dataset: str, preset: str, tag: str | None) -> st
 
 def run_bench(*, methods: list[str], datasets: list[str], seeds: list[int], preset: str = "fast",
               overrides: list[str] | None = None, tag: str | None = None,
-              bench_dir: Path = Path("benchmarks"), timeout: float | None = None,
+              out: Path = Path("runs/bench"), timeout: float | None = None,
               keep: Path | None = None) -> list[Path]:
-    """Run the grid and regenerate RESULTS.md; returns the results files written.
+    """Run the grid, write ``out/results/*.json`` and regenerate ``out/RESULTS.md``; returns the
+    results files written.
 
     ``keep``: a folder where every run's outputs (pictures included) are kept, one sub-folder per
     results file and seed; by default each run writes to a temporary folder without pictures.
@@ -58,7 +63,8 @@ def run_bench(*, methods: list[str], datasets: list[str], seeds: list[int], pres
             from deepclust.data import load_dataset
 
             load_dataset(d)  # raises the catalog's error with close matches
-    results_dir = bench_dir / "results"
+    out = Path(out)
+    results_dir = out / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for dataset in datasets:
@@ -87,7 +93,8 @@ def run_bench(*, methods: list[str], datasets: list[str], seeds: list[int], pres
                 payload = _payload(method, dataset, preset, tag, overrides, runs, failures)
             path.write_text(json.dumps(payload, indent=2))
             written.append(path)
-    render_results(bench_dir)
+    table = render_results(out)
+    print(f"[bench] results in {results_dir}/, table in {table}", flush=True)
     return written
 
 
@@ -192,8 +199,8 @@ def render_results(bench_dir: Path = Path("benchmarks")) -> Path:
         else:
             text = text.rstrip() + "\n\n" + generated + "\n"
     else:
-        text = ("# Benchmark results\n\nMachine: 2 CPU cores, 24 GiB RAM, no GPU, Python 3.11, "
-                "torch 2.13.0 CPU.\nRegenerate the tables with `deepclust bench ...` (see the "
-                "README).\n\n" + generated + "\n")
+        text = ("# Benchmark results\n\nMeasured with `deepclust bench` on "
+                f"{platform.platform()} ({os.cpu_count()} CPUs, Python {platform.python_version()}); "
+                "each results file records its machine and date.\n\n" + generated + "\n")
     path.write_text(text)
     return path

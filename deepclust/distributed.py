@@ -209,7 +209,21 @@ def launch_local(nproc: int, fn: Callable[..., Any], kwargs: dict | None = None)
     import torch.multiprocessing as mp
 
     with tempfile.TemporaryDirectory(prefix="deepclust-ddp-") as tmp:
-        mp.spawn(_local_worker, args=(nproc, tmp, fn, dict(kwargs or {})), nprocs=nproc, join=True)
+        context = mp.spawn(_local_worker, args=(nproc, tmp, fn, dict(kwargs or {})), nprocs=nproc, join=False)
+        try:
+            while not context.join():
+                pass
+        except BaseException:
+            # Ctrl-C or SIGTERM in the launcher (or a worker failed): stop the other workers with
+            # SIGTERM, which they handle like Ctrl-C (rank 0 removes its staged outputs), and wait
+            for proc in context.processes:
+                if proc.is_alive():
+                    proc.terminate()
+            for proc in context.processes:
+                proc.join(timeout=30)
+                if proc.is_alive():
+                    proc.kill()
+            raise
         with open(os.path.join(tmp, "result.json")) as fh:
             return json.load(fh)
 

@@ -8,7 +8,9 @@ half-written output directory.
 from __future__ import annotations
 
 import ast
+import contextlib
 import difflib
+import inspect
 import json
 import logging
 import os
@@ -18,6 +20,7 @@ import shutil
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +93,12 @@ def build_estimator(method: str, *, dataset: str | None, preset: str, seed: int,
             raise ValueError(
                 f"{method} has no parameter {key!r}.{hint} Its parameters: {', '.join(sorted(valid))}"
             )
+    defaults = cls().get_params()
+    signature = inspect.signature(cls.__init__).parameters
+    for key, value in (overrides or {}).items():
+        annotation = signature[key].annotation if key in signature else ""
+        _check_override_type(method, key, value, defaults[key] if defaults[key] is not None else params.get(key),
+                             annotation if isinstance(annotation, str) else str(annotation))
     params.update(overrides or {})
     params["n_clusters"] = n_clusters
     if "random_state" in valid:
@@ -97,6 +106,28 @@ def build_estimator(method: str, *, dataset: str | None, preset: str, seed: int,
     if device is not None and "device" in valid:
         params["device"] = device
     return cls(**params)
+
+
+def _check_override_type(method: str, key: str, value: Any, reference: Any, annotation: str = "") -> None:
+    """``--set key=value`` must have the type of the parameter's default (or preset value) when
+    that is a number or a boolean: ``n_init=abc`` is refused naming the parameter and the type,
+    before the estimator sees it. None and strings pass where the parameter's annotation allows
+    them (``int | None``, ``int | str``); other types are validated by the estimator in ``fit``."""
+    if (value is None and "None" in annotation) or (isinstance(value, str) and "str" in annotation):
+        return
+    if isinstance(reference, bool):
+        ok, expected = isinstance(value, bool), "True or False"
+    elif isinstance(reference, int):
+        ok, expected = isinstance(value, int) and not isinstance(value, bool), "an integer"
+    elif isinstance(reference, float):
+        ok, expected = isinstance(value, int | float) and not isinstance(value, bool), "a number"
+    else:
+        return
+    if not ok:
+        raise ValueError(
+            f"--set {key}={value!r}: {method}'s parameter {key} expects {expected} (default {reference!r}), "
+            f"got {type(value).__name__} {value!r}"
+        )
 
 
 #: A cluster holding more than this share of the samples is a candidate collapse.
@@ -225,6 +256,32 @@ def _publish(staging: Path, out: Path) -> None:
     staging.rmdir()
 
 
+@contextlib.contextmanager
+def staged_output(out: str | os.PathLike):
+    """Yield a hidden staging folder beside ``out``; move its content into ``out`` when the block
+    succeeds, remove it (and the parents it created) when anything -- an error, Ctrl-C, SIGTERM --
+    interrupts it. ``run`` and ``segment`` both write through this, so no interrupted command
+    leaves a half-written or empty output folder behind."""
+    out = Path(out)
+    _check_writable(out)
+    created = _make_parents(out.parent)
+    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir()
+    try:
+        yield staging
+        _publish(staging, out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        for folder in reversed(created):  # the parents this run made, now empty again
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+
+
 def to_jsonable(obj):
     """Nested dicts/lists of numpy and Python values -> JSON-able values (others by repr)."""
     if isinstance(obj, dict):
@@ -261,13 +318,21 @@ def run_experiment(
     n_clusters: int | None = None,
     device: str | None = None,
     pictures: bool = True,
-    verbose: bool = False,
+    progress: bool = False,
+    notify: Callable[[str], None] | None = None,
     download: bool | None = None,
     checkpoint_dir: str | os.PathLike | None = None,
     resume: bool = False,
+    kind: str | None = None,
 ) -> dict:
     """Run one experiment and write ``metrics.json``, ``labels.npy`` (and for scenes
-    ``label_map.npy``), ``model.pt`` for deep methods, and the pictures. Returns the metrics."""
+    ``label_map.npy``), ``model.pt`` for deep methods, and the pictures. Returns the metrics.
+
+    ``progress``: progress bars of the training stages (the estimator's ``verbose``).
+    ``notify``: called with one-line notes (the stage reached, how a ``data`` array was read);
+    the CLI prints them on stderr unless ``-q``. ``kind``: how to read a ``data`` array
+    (images, scene or vectors; see :func:`deepclust.data.load_file`).
+    """
     import torch
 
     from deepclust.data import load_dataset, load_file
@@ -277,10 +342,18 @@ def run_experiment(
     out = Path(out)
     _check_writable(out)
 
+    def note(message: str) -> None:
+        if notify is not None:
+            notify(message)
+
     if dataset is not None:
+        if progress:
+            note(f"loading {dataset}")
         ds = load_dataset(dataset, download=download)
     else:
-        ds = load_file(data, gt=gt, key=key, gt_key=gt_key)
+        ds = load_file(data, gt=gt, key=key, gt_key=gt_key, kind=kind)
+        if ds.info.get("kind_reason"):
+            note(ds.info["kind_reason"])
     if n_clusters is None:
         if ds.n_clusters is None:
             raise ValueError(
@@ -289,16 +362,14 @@ def run_experiment(
         n_clusters = ds.n_clusters
     est = build_estimator(method, dataset=dataset, preset=preset, seed=seed, n_clusters=n_clusters,
                           overrides=overrides, device=device)
-    if verbose and "verbose" in est.get_params():
-        est.set_params(verbose=True)
+    if "verbose" in est.get_params() and "verbose" not in (overrides or {}):
+        est.set_params(verbose=bool(progress))
     checkpoint = _setup_checkpoint(est, method, ds.name, seed, checkpoint_dir, resume)
 
-    created = _make_parents(out.parent)
-    staging = out.parent / f".{out.name}.partial-{os.getpid()}"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir()
-    try:
+    with staged_output(out) as staging:
+        if progress:
+            what = f"{ds.n_samples:,} {'pixels' if ds.kind == 'scene' else ds.kind}"
+            note(f"fitting {method} (preset {preset}, seed {seed}) on {ds.name}: {what}, k={n_clusters}")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             t0 = time.perf_counter()
@@ -329,6 +400,8 @@ def run_experiment(
             "n_clusters": int(n_clusters),
             "nproc": _world_size(),  # processes that trained (torch.distributed world size)
         }
+        if data is not None:  # how the user's array was read, and why
+            record["data_kind"] = {"kind": ds.kind, "how": ds.info.get("kind_reason") or "given or unambiguous"}
         if ds.y is not None:
             res = evaluate(ds.y, labels)
             record.update({k: res[k] for k in ("acc", "nmi", "ari")})
@@ -362,6 +435,8 @@ def run_experiment(
         for w in record["sizes"]["warnings"]:
             warnings.warn(w, DegenerateClusteringWarning, stacklevel=2)
 
+        if progress:
+            note("evaluating and writing the outputs" + (" and pictures" if pictures else ""))
         model = getattr(est, "model_", None)
         if isinstance(model, torch.nn.Module):
             torch.save(model.state_dict(), staging / "model.pt")
@@ -382,7 +457,7 @@ def run_experiment(
                 viz.plot_confusion(ds.y, labels, staging / "confusion.png", title=title)
             if ds.kind == "scene":
                 viz.plot_cluster_map(label_map, ds.gt, staging / "cluster_map.png", title=title,
-                                     full_map=full_map)
+                                     full_map=full_map, scores=record)
             history = getattr(est, "history_", None)
             if history is not None and history.to_dict():
                 viz.plot_curves(history.to_dict(), staging / "curves.png", title=title)
@@ -392,15 +467,6 @@ def run_experiment(
 
         with open(staging / "metrics.json", "w") as fh:
             json.dump(to_jsonable(record), fh, indent=2)
-        _publish(staging, out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        for folder in reversed(created):  # the parents this run made, now empty again
-            try:
-                folder.rmdir()
-            except OSError:
-                break
-        raise
     return record
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -110,12 +111,15 @@ def minibatches(
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the same folder, fsync, then rename over ``path``.
 
-    A crash at any point leaves either the old file or the new one, never a truncated file.
+    A crash at any point leaves either the old file or the new one, never a truncated file. The
+    file gets the mode a plain ``open`` would give it (0666 less the umask), not ``mkstemp``'s 0600,
+    so every ``model.pt`` deepclust writes has the same permissions.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             torch.save(obj, fh)
             fh.flush()
@@ -125,6 +129,12 @@ def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it: set and restore
+    os.umask(mask)
+    return mask
 
 
 def load_checkpoint(path: str | os.PathLike) -> dict:
@@ -304,10 +314,17 @@ def fit_loop(
         )
 
     bar = None
-    if verbose:
-        from tqdm.auto import tqdm
+    if verbose and dist_rank() == 0:  # one bar, from rank 0, under a process group
+        from tqdm import tqdm
 
-        bar = tqdm(total=epochs, initial=start_epoch, desc=stage, leave=False)
+        # stage, epoch n/total (total: the preset's cap; a label-free rule may stop earlier),
+        # elapsed<ETA, and the last epoch's mean of every loss term
+        # the size given, not read by tqdm: a pseudo-terminal reporting 0 x 0 (ssh -T, containers,
+        # `script`) would make tqdm hide the bar entirely
+        size = shutil.get_terminal_size((100, 24))
+        bar = tqdm(total=epochs, initial=start_epoch, desc=stage, leave=False, ncols=max(size.columns, 60),
+                   nrows=max(size.lines, 10),
+                   bar_format="{desc}: epoch {n_fmt}/{total_fmt} |{bar}| [{elapsed}<{remaining}{postfix}]")
     model.train()
     stopped = False
     for epoch in range(start_epoch, epochs):
@@ -345,7 +362,9 @@ def fit_loop(
         if bar is not None:
             bar.update(1)
             bar.set_postfix({k: f"{v:.4g}" for k, v in means.items() if math.isfinite(v)})
-        log.debug("%s epoch %d: %s", stage, epoch, means)
+        # per-epoch lines in the log (-v) when no bar shows them (stderr not a terminal, or -q)
+        log.log(logging.DEBUG if bar is not None else logging.INFO, "%s epoch %d/%d: %s", stage, epoch + 1, epochs,
+                ", ".join(f"{k}={v:.4g}" for k, v in means.items()))
         if on_epoch_end is not None and on_epoch_end(epoch, means):
             stopped = True
         last = stopped or epoch + 1 == epochs

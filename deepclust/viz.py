@@ -1,6 +1,10 @@
 """Pictures: confusion matrices, cluster maps beside the ground truth, training curves, embeddings.
 
 Every function writes a PNG with matplotlib's non-interactive Agg backend and returns the path.
+One style for every scene picture (``run``'s ``cluster_map.png``, ``segment``'s
+``segmentation.png``): the ground truth and the map side by side, each cluster in the colour of
+its matched class, a legend (colour -> class / cluster), white where a pixel is unlabelled or not
+clustered, and the scores (OA, NMI) in the title.
 """
 
 from __future__ import annotations
@@ -9,9 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from deepclust.metrics import contingency, match_labels
+from deepclust.metrics import acc, contingency, match_labels
 
-__all__ = ["plot_confusion", "plot_cluster_map", "plot_curves", "plot_embedding", "matched_colors"]
+__all__ = ["plot_confusion", "plot_cluster_map", "plot_curves", "plot_embedding", "matched_colors", "BACKGROUND"]
+
+#: The colour of unlabelled / unclustered pixels in every scene picture.
+BACKGROUND = np.ones(3)
 
 
 def _plt():
@@ -39,7 +46,10 @@ def plot_confusion(y_true, y_pred, path: str | Path, *, title: str = "") -> Path
     table = table[:, order]
     fig, ax = plt.subplots(figsize=(1 + 0.45 * max(table.shape[1], 4), 1 + 0.45 * max(table.shape[0], 4)))
     norm = table / np.maximum(table.sum(1, keepdims=True), 1)
-    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    image = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    bar = fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
+    bar.set_label("share of the class (row)", fontsize=7)
+    bar.ax.tick_params(labelsize=6)
     if table.size <= 900:
         for i in range(table.shape[0]):
             for j in range(table.shape[1]):
@@ -50,7 +60,9 @@ def plot_confusion(y_true, y_pred, path: str | Path, *, title: str = "") -> Path
     ax.set_yticks(range(table.shape[0]), [str(c) for c in classes], fontsize=7)
     ax.set_xlabel("cluster (ordered by matched class)")
     ax.set_ylabel("class")
-    ax.set_title(title or "confusion after Hungarian matching", fontsize=9)
+    score = acc(y_true, y_pred)
+    head = title or "confusion after Hungarian matching"
+    ax.set_title(f"{head}\nACC {score:.3f} (clusters matched to classes)", fontsize=9)
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)
@@ -78,11 +90,93 @@ def matched_colors(gt_labels: np.ndarray, label_map: np.ndarray) -> tuple[dict, 
     return class_color, cluster_color
 
 
-def _paint(grid: np.ndarray, colors: dict, background: np.ndarray) -> np.ndarray:
+def _paint(grid: np.ndarray, colors: dict, background: np.ndarray = BACKGROUND) -> np.ndarray:
     img = np.tile(background, grid.shape + (1,)).astype(float)
     for k, c in colors.items():
         img[grid == k] = c
     return img
+
+
+def _score_line(scores: dict | None) -> str:
+    if not scores:
+        return ""
+    parts = []
+    for key, name in (("oa", "OA"), ("acc", "ACC"), ("nmi", "NMI"), ("kappa", "kappa")):
+        value = scores.get(key)
+        if isinstance(value, int | float) and not (key == "acc" and "oa" in scores):
+            parts.append(f"{name} {value:.3f}")
+    return "  ".join(parts)
+
+
+def cluster_map_figure(
+    label_map: np.ndarray,
+    gt: np.ndarray | None,
+    *,
+    title: str = "",
+    full_map: np.ndarray | None = None,
+    scores: dict | None = None,
+    map_name: str = "clusters",
+):
+    """The figure :func:`plot_cluster_map` saves (returned open, for tests and notebooks)."""
+    plt = _plt()
+    from matplotlib.patches import Patch
+
+    label_map = np.asarray(label_map)
+    panels = []
+    legend: list[tuple[np.ndarray, str]] = []
+    if gt is not None:
+        gt = np.asarray(gt)
+        class_color, cluster_color = matched_colors(gt, label_map)
+        panels.append(("ground truth", _paint(gt, class_color)))
+        by_class: dict = {}
+        for k, c in cluster_color.items():
+            for cls, cc in class_color.items():
+                if np.allclose(cc, c):
+                    by_class.setdefault(cls, []).append(k)
+                    break
+        matched = {k for ks in by_class.values() for k in ks}
+        for cls, color in class_color.items():
+            ks = by_class.get(cls, [])
+            legend.append((color, f"class {cls}" + (f" = cluster {', '.join(map(str, ks))}" if ks else "")))
+        for k, color in cluster_color.items():
+            if k not in matched:
+                legend.append((color, f"cluster {k} (no class)"))
+    else:
+        clusters = np.unique(label_map[label_map >= 0])
+        pal = _palette(clusters.size)
+        cluster_color = {k.item(): pal[i] for i, k in enumerate(clusters)}
+        legend += [(c, f"cluster {k}") for k, c in cluster_color.items()]
+    panels.append((f"{map_name} (colours matched to the classes)" if gt is not None else map_name,
+                   _paint(label_map, cluster_color)))
+    if full_map is not None:
+        full_map = np.asarray(full_map)
+        extra = dict(cluster_color)
+        new = [k.item() for k in np.unique(full_map) if k >= 0 and k.item() not in extra]
+        pal = _palette(len(cluster_color) + len(new))
+        for i, k in enumerate(new):
+            extra[k] = pal[len(cluster_color) + i]
+            legend.append((extra[k], f"cluster {k} (whole scene only)"))
+        panels.append(("whole scene (predict)", _paint(full_map, extra)))
+    legend.append((BACKGROUND, "unlabelled / not clustered"))
+
+    h, w = label_map.shape
+    scale = 4.0 / max(h, w)
+    ncol = max(1, min(4, (len(legend) + 5) // 6))
+    legend_rows = -(-len(legend) // ncol)
+    size = (len(panels) * max(w * scale, 2.5) + 0.5, max(h * scale, 2.5) + 0.9 + 0.18 * legend_rows)
+    fig, axes = plt.subplots(1, len(panels), figsize=size, squeeze=False)
+    for ax, (name, img) in zip(axes[0], panels):
+        ax.imshow(img, interpolation="nearest")
+        ax.set_title(name, fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    head = "\n".join(t for t in (title, _score_line(scores)) if t)
+    if head:
+        fig.suptitle(head, fontsize=9)
+    handles = [Patch(facecolor=c, edgecolor="0.6", label=text) for c, text in legend]
+    fig.legend(handles=handles, loc="lower center", ncol=ncol, fontsize=6, frameon=False)
+    fig.tight_layout(rect=(0, 0.04 + 0.045 * legend_rows / max(size[1] / 3, 1), 1, 1))
+    return fig
 
 
 def plot_cluster_map(
@@ -92,63 +186,81 @@ def plot_cluster_map(
     *,
     title: str = "",
     full_map: np.ndarray | None = None,
+    scores: dict | None = None,
+    map_name: str = "clusters",
 ) -> Path:
     """The cluster map beside the ground truth, clusters coloured like their matched classes.
 
     ``label_map`` is (H, W) with -1 where no pixel was clustered; ``gt`` is (H, W) with 0 for
     unlabelled pixels. ``full_map`` (optional) is a prediction for every pixel, drawn third.
+    ``scores`` (e.g. the run's metrics) puts OA (or ACC) and NMI in the title. Background
+    (unlabelled or not clustered) is white in every panel; a legend maps colours to classes and
+    clusters.
     """
     plt = _plt()
-    label_map = np.asarray(label_map)
-    panels = []
-    black = np.zeros(3)
-    if gt is not None:
-        class_color, cluster_color = matched_colors(np.asarray(gt), label_map)
-        panels.append(("ground truth", _paint(np.asarray(gt), class_color, black)))
-    else:
-        clusters = np.unique(label_map[label_map >= 0])
-        pal = _palette(clusters.size)
-        cluster_color = {k.item(): pal[i] for i, k in enumerate(clusters)}
-    panels.append(("clusters (matched colours)", _paint(label_map, cluster_color, black)))
-    if full_map is not None:
-        extra = {k: c for k, c in cluster_color.items()}
-        for k in np.unique(full_map):
-            if k.item() not in extra:
-                extra[k.item()] = _palette(len(extra) + 1)[-1]
-        panels.append(("whole scene (predict)", _paint(np.asarray(full_map), extra, black)))
-    h, w = label_map.shape
-    scale = 4.0 / max(h, w)
-    size = (len(panels) * max(w * scale, 2.5) + 0.5, max(h * scale, 2.5) + 0.6)
-    fig, axes = plt.subplots(1, len(panels), figsize=size)
-    axes = np.atleast_1d(axes)
-    for ax, (name, img) in zip(axes, panels):
-        ax.imshow(img, interpolation="nearest")
-        ax.set_title(name, fontsize=9)
-        ax.axis("off")
-    if title:
-        fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig = cluster_map_figure(label_map, gt, title=title, full_map=full_map, scores=scores, map_name=map_name)
     path = Path(path)
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return path
 
 
+def _same_curve(a: list[float], b: list[float]) -> bool:
+    return len(a) == len(b) and np.allclose(np.asarray(a, float), np.asarray(b, float), rtol=1e-6, atol=1e-12)
+
+
+def curve_terms(terms: dict[str, list[float]]) -> dict[str, list[float]]:
+    """The lines a stage's panel draws: ``loss`` is left out when it equals the only other term
+    (a single-term loss would otherwise be drawn twice); that term is labelled ``NAME (= loss)``."""
+    others = [k for k in terms if k != "loss"]
+    if "loss" in terms and len(others) == 1 and _same_curve(terms["loss"], terms[others[0]]):
+        return {f"{others[0]} (= loss)": terms[others[0]]}
+    return dict(terms)
+
+
+def _y_scale(terms: dict[str, list[float]]) -> str:
+    """``log`` when the positive terms differ by more than two orders of magnitude (between terms
+    or over the epochs), ``symlog`` when such terms include negative values, else ``linear``."""
+    vals = [np.asarray(v, float) for v in terms.values() if len(v)]
+    if not vals:
+        return "linear"
+    allv = np.concatenate(vals)
+    allv = allv[np.isfinite(allv)]
+    if allv.size == 0:
+        return "linear"
+    mags = np.abs(allv[allv != 0])
+    if mags.size == 0 or mags.max() / mags.min() <= 100:
+        return "linear"
+    return "log" if np.all(allv > 0) else "symlog"
+
+
 def plot_curves(history: dict, path: str | Path, *, title: str = "") -> Path:
-    """Per-epoch loss terms of every stage (``History.to_dict()`` layout), one panel per stage."""
+    """Per-epoch loss terms of every stage (``History.to_dict()`` layout), one panel per stage.
+
+    ``loss`` is not drawn twice when it is the only term (:func:`curve_terms`); the y axis is
+    labelled and switches to a log scale when the terms span orders of magnitude (:func:`_y_scale`).
+    """
     plt = _plt()
+    from matplotlib.ticker import MaxNLocator
+
     stages = [s for s, terms in history.items() if terms]
     if not stages:
         raise ValueError("the history is empty: nothing to plot")
     fig, axes = plt.subplots(1, len(stages), figsize=(4.2 * len(stages), 3.2), squeeze=False)
     for ax, stage in zip(axes[0], stages):
-        for name, values in history[stage].items():
+        terms = curve_terms(history[stage])
+        for name, values in terms.items():
             v = np.asarray(values, dtype=float)
             ax.plot(np.arange(1, v.size + 1), v, label=name, lw=1.2)
         ax.set_title(stage, fontsize=9)
         ax.set_xlabel("epoch")
-        vals = np.concatenate([np.asarray(v, float) for v in history[stage].values()])
-        if vals.size and np.all(vals > 0) and vals.max() / max(vals.min(), 1e-12) > 100:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel("loss term (mean over the epoch)", fontsize=8)
+        scale = _y_scale(terms)
+        if scale == "symlog":
+            mags = np.abs(np.concatenate([np.asarray(v, float) for v in terms.values()]))
+            ax.set_yscale("symlog", linthresh=float(np.min(mags[mags > 0])))
+        elif scale == "log":
             ax.set_yscale("log")
         ax.legend(fontsize=7)
     if title:

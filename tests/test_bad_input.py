@@ -168,7 +168,7 @@ CASES = {
     "unsupported-file-type": (lambda t, m: _text_file(t, "x.csv"), "unsupported file type .csv"),
     "missing-data-file": (lambda t, m: ["--data", str(t / "nope.npy")], "nope.npy: no such file"),
     "checksum-mismatch": (_checksum_mismatch, "does not match the catalog"),
-    "missing-dataset": (_missing_dataset, "DEEPCLUST_DOWNLOAD=1"),
+    "missing-dataset": (_missing_dataset, "rerun with --download, or set DEEPCLUST_DOWNLOAD=1"),
     "mat-several-arrays-no-key": (lambda t, m: _two_arrays_mat(t), "holds several arrays (a, b); pass key=NAME"),
     "mat-unknown-key": (lambda t, m: _two_arrays_mat(t) + ["--key", "c"], "has no array 'c'; its arrays are: a, b"),
     "unknown-method": (lambda t, m: ["--dataset", "digits"], "unknown method 'kmaens'. Did you mean kmeans"),
@@ -177,6 +177,20 @@ CASES = {
     "unknown-set-key": (lambda t, m: ["--dataset", "digits", "--set", "n_inti=3"], "Did you mean n_init"),
     "malformed-set": (lambda t, m: ["--dataset", "digits", "--set", "n_init"], "--set expects key=value"),
     "bad-set-value": (lambda t, m: ["--dataset", "digits", "--set", "n_init=0"], "n_init must be >= 1"),
+    "set-wrong-type": (lambda t, m: ["--dataset", "digits", "--set", "n_init=abc"],
+                       "n_init='abc': kmeans's parameter n_init expects an integer (default 10)"),
+    "set-wrong-type-bool": (lambda t, m: ["--dataset", "digits", "--set", "max_iter=True"],
+                            "max_iter expects an integer"),
+    "key-for-npy": (lambda t, m: ["--data", _npy(t, RNG.normal(size=(9, 2))), "--key", "x", "--n-clusters", "2"],
+                    "a .npy file holds one array; drop --key"),
+    "gt-with-dataset": (lambda t, m: ["--dataset", "digits", "--gt", "g.npy"], "--gt only apply to --data FILE"),
+    "kind-with-dataset": (lambda t, m: ["--dataset", "digits", "--kind", "images"], "--kind only apply to --data"),
+    "labels-fit-the-image-reading": (lambda t, m: ["--data", _npy(t, np.ones((30, 8, 6)), "s.npy"),
+                                                   "--gt", _npy(t, np.arange(30) % 3, "y.npy"), "--kind", "scene"],
+                                     "one per image if s.npy (30, 8, 6) is read as 30 images of 8x6"),
+    "labels-fit-the-scene-reading": (lambda t, m: ["--data", _npy(t, np.ones((8, 6, 5)), "c.npy"),
+                                                   "--gt", _npy(t, np.arange(48) % 3, "y.npy")],
+                                     "48 = 8x6 is the pixel count if it is read as a scene"),
     "no-labels-no-k": (lambda t, m: ["--data", _npy(t, RNG.normal(size=(9, 2)))], "pass --n-clusters K"),
     "device-cuda-missing": (lambda t, m: ["--dataset", "digits", "--device", "cuda"], "sees no CUDA device"),
     "device-unknown": (lambda t, m: ["--dataset", "digits", "--device", "tpu"], "unknown device 'tpu'"),
@@ -196,11 +210,15 @@ def test_cli_bad_input(case, tmp_path, capsys, monkeypatch):
     out = tmp_path / "out" / "run"
     code = main(["run", method, *argv, "--out", str(out), "--set", "n_init=1"]
                 if case not in ("malformed-set", "unknown-set-key", "n-clusters-via-set", "seed-via-set",
-                                "bad-set-value")
+                                "bad-set-value", "set-wrong-type", "set-wrong-type-bool")
                 else ["run", method, *argv, "--out", str(out)])
     err = capsys.readouterr().err
     lines = [ln for ln in err.strip().splitlines() if not ln.startswith("deepclust: warning:")]
     assert code == 2, err
+    if case == "missing-dataset":  # where to put or get the file: one sentence a line, indented
+        assert lines[0].startswith("deepclust: error: data file") and all(ln.startswith("  ") for ln in lines[1:])
+        assert "download=True" not in err
+        lines = [" ".join(ln.strip() for ln in lines)]
     assert len(lines) == 1 and lines[0].startswith("deepclust: error: "), err
     assert excerpt in lines[0], err
     assert "Traceback" not in err
@@ -213,6 +231,7 @@ def test_cli_non_integer_n_clusters_is_argparse_error(tmp_path, capsys):
         main(["run", "kmeans", "--dataset", "digits", "--n-clusters", "2.5", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "invalid int value: '2.5'" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("deepclust run: error: ")  # no usage dump
     assert not (tmp_path / "o").exists()
 
 

@@ -115,7 +115,7 @@ def test_out_not_writable(tmp_path, capsys, monkeypatch):
 
 def test_bench_writes_results_and_table(tmp_path, capsys):
     code, stdout, _ = _run(["bench", "--methods", "kmeans", "--datasets", "digits,paviau", "--seeds", "0,1",
-                            "--set", "n_init=2", "--bench-dir", str(tmp_path)], capsys)
+                            "--set", "n_init=2", "--out", str(tmp_path)], capsys)
     assert code == 0
     res = json.loads((tmp_path / "results" / "kmeans__digits__fast.json").read_text())
     assert [r["seed"] for r in res["runs"]] == [0, 1] and res["status"] == "ok"
@@ -127,7 +127,7 @@ def test_bench_writes_results_and_table(tmp_path, capsys):
 def test_bench_keep_leaves_each_run_with_pictures(tmp_path, capsys):
     keep = tmp_path / "runs"
     code, _, _ = _run(["bench", "--methods", "kmeans", "--datasets", "digits", "--seeds", "3", "--set", "n_init=1",
-                       "--tag", "k1", "--bench-dir", str(tmp_path), "--keep", str(keep)], capsys)
+                       "--tag", "k1", "--out", str(tmp_path), "--keep", str(keep)], capsys)
     assert code == 0
     run_dir = keep / "kmeans__digits__fast__k1" / "seed3"
     record = json.loads((run_dir / "metrics.json").read_text())

@@ -3,19 +3,21 @@
 A catalog file is a path *relative to a data root* (``images/mnist/t10k-labels-idx1-ubyte.gz``,
 ``hsi/PaviaU/PaviaU_gt.mat``); the folder layout under every root mirrors ``shared/datasets``.
 
-Lookup order (first root holding the file wins):
+Lookup order (first root holding the file wins). It never depends on the working directory:
+the same command finds the same files wherever it is typed.
 
 1. ``data_dir`` when the caller passes one: then it is the *only* root searched, and the place a
    download goes to (explicit beats implicit; a run pinned to a folder never picks up a stray copy).
 2. ``$DEEPCLUST_DATA``.
-3. ``shared/datasets`` beside the checkout: next to the directory holding the ``deepclust``
-   package source, then beside the current working directory and each of its ancestors (CI runs a
-   clean checkout with ``../shared`` beside it while deepclust is installed non-editable).
-4. The user cache: ``$XDG_CACHE_HOME/deepclust`` or ``~/.cache/deepclust``.
-5. A download into the cache (or ``data_dir``), **only** when ``download=True`` or the environment
-   has ``DEEPCLUST_DOWNLOAD=1``. The default is no network access at all, so loading is
-   offline-safe and never stalls on a firewall; the error for a missing file says how to enable
-   the download and where to get the file by hand.
+3. The user config: ``data_dir = "/path/to/datasets"`` in ``$XDG_CONFIG_HOME/deepclust/config.toml``
+   (default ``~/.config/deepclust/config.toml``).
+4. ``shared/datasets`` beside the checkout the package was imported from (``<checkout>/../shared``;
+   a source checkout or an editable install -- a wheel installed into site-packages has none).
+5. The user cache: ``$XDG_CACHE_HOME/deepclust`` or ``~/.cache/deepclust``.
+6. A download into the cache (or ``data_dir``), **only** when ``download=True`` (command line:
+   ``--download``) or the environment has ``DEEPCLUST_DOWNLOAD=1``. The default is no network
+   access at all, so loading is offline-safe and never stalls on a firewall; the error for a
+   missing file says how to enable the download and where to get the file by hand.
 
 Every file found or downloaded is checked against the catalog's checksum(s): sha256, md5 (where
 only the md5 is published, e.g. Fashion-MNIST) or a *git blob id* (``sha1("blob <size>\\0" +
@@ -45,6 +47,7 @@ __all__ = [
     "DataFile",
     "DatasetNotFoundError",
     "cache_dir",
+    "config_path",
     "data_roots",
     "download_file",
     "download_enabled",
@@ -59,7 +62,15 @@ _HASH_KINDS = ("sha256", "md5", "gitblob")
 
 
 class DatasetNotFoundError(FileNotFoundError):
-    """A catalog file is in none of the data roots (and was not downloaded)."""
+    """A catalog file is in none of the data roots (and was not downloaded).
+
+    ``str(err)`` speaks to Python users (``download=True``); ``err.cli_message`` is the same text
+    for the command line (``--download``). Both give one sentence per line.
+    """
+
+    def __init__(self, message: str, cli_message: str | None = None):
+        super().__init__(message)
+        self.cli_message = cli_message if cli_message is not None else message
 
 
 class ChecksumError(ValueError):
@@ -143,27 +154,42 @@ def _package_checkout() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
+def config_path() -> Path:
+    """The user config file: ``$XDG_CONFIG_HOME/deepclust/config.toml`` or ``~/.config/...``."""
+    base = os.environ.get("XDG_CONFIG_HOME")
+    return (Path(base) if base else Path.home() / ".config") / "deepclust" / "config.toml"
+
+
+def _config_data_dir() -> Path | None:
+    """``data_dir`` from the user config file, or None (no file, or no such key)."""
+    import tomllib
+
+    path = config_path()
+    if not path.is_file():
+        return None
+    try:
+        with open(path, "rb") as fh:
+            value = tomllib.load(fh).get("data_dir")
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"{path}: not a readable TOML file ({exc}); fix it or delete it") from exc
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{path}: data_dir must be a string (a folder), got {value!r}")
+    return Path(value).expanduser()
+
+
 def _shared_candidates() -> list[Path]:
-    out: list[Path] = [_package_checkout().parent / "shared" / "datasets"]
-    cwd = Path.cwd().resolve()
-    for p in (cwd, *cwd.parents):
-        out.append(p / "shared" / "datasets")
-        out.append(p.parent / "shared" / "datasets")
-    seen: set[Path] = set()
-    unique = []
-    for p in out:
-        if p not in seen:
-            seen.add(p)
-            unique.append(p)
-    return unique
+    """``shared/datasets`` beside the checkout holding the package source (never the cwd)."""
+    return [_package_checkout().parent / "shared" / "datasets"]
 
 
 def data_roots(data_dir: str | os.PathLike | None = None) -> list[tuple[str, Path]]:
     """The data roots searched, in order, as ``(origin, path)`` pairs.
 
     With ``data_dir`` only that folder is returned. Otherwise: ``$DEEPCLUST_DATA`` (when set),
-    every existing ``shared/datasets`` beside the checkout / working directory, and the cache
-    (always listed last, even when it does not exist yet).
+    the user config's ``data_dir`` (when set), ``shared/datasets`` beside the checkout (when it
+    exists), and the cache (always listed last, even when it does not exist yet).
     """
     if data_dir is not None:
         return [("data_dir", Path(data_dir).expanduser())]
@@ -171,6 +197,9 @@ def data_roots(data_dir: str | os.PathLike | None = None) -> list[tuple[str, Pat
     env = os.environ.get("DEEPCLUST_DATA")
     if env:
         roots.append(("DEEPCLUST_DATA", Path(env).expanduser()))
+    configured = _config_data_dir()
+    if configured is not None:
+        roots.append(("config", configured))
     for p in _shared_candidates():
         if p.is_dir():
             roots.append(("shared", p))
@@ -279,7 +308,7 @@ def download_file(
     """
     dest = Path(dest)
     if not spec.urls:
-        raise DatasetNotFoundError(_missing_message(spec, [], download_tried=False))
+        raise _not_found(spec, [], download_tried=False)
     dest.parent.mkdir(parents=True, exist_ok=True)
     errors: list[str] = []
     bad: list[str] = []
@@ -378,28 +407,35 @@ def locate(
     return None
 
 
-def _missing_message(spec: DataFile, roots: list[tuple[str, Path]], *, download_tried: bool) -> str:
+def _missing_message(spec: DataFile, roots: list[tuple[str, Path]], *, download_tried: bool,
+                     cli: bool = False) -> str:
+    """One sentence a line: what is missing, where it was looked for, where to put or get it."""
     lines = [f"data file {spec.name!r} was not found."]
     if roots:
-        lines.append(
-            "Looked for " + spec.path + " in: " + ", ".join(f"{r} ({o})" for o, r in roots) + "."
-        )
-        first = roots[0][1] if roots[0][0] in ("data_dir", "DEEPCLUST_DATA") else cache_dir()
-        lines.append(f"Put it in the folder {first / spec.folder}")
+        lines.append("Looked for " + spec.path + " in: " + ", ".join(f"{r} ({o})" for o, r in roots) + ".")
+        first = roots[0][1] if roots[0][0] in ("data_dir", "DEEPCLUST_DATA", "config") else cache_dir()
+        lines.append(f"Put it in the folder {first / spec.folder}, or point DEEPCLUST_DATA at the folder "
+                     f"that holds {spec.path.split('/', 1)[0]}/.")
     if spec.urls:
         lines.append(f"Get it from {spec.urls[0]}")
         if not download_tried:
-            lines.append(
-                "or let deepclust download it (checksum verified): pass download=True "
-                "or set DEEPCLUST_DOWNLOAD=1"
-            )
+            how = "rerun with --download" if cli else "pass download=True"
+            lines.append(f"or let deepclust download it (checksum verified): {how}, or set DEEPCLUST_DOWNLOAD=1.")
     if spec.source:
         lines.append(f"Source: {spec.source}")
     if spec.alternatives:
         lines.append("Also accepted instead: " + ", ".join(a.path for a in spec.alternatives))
     if spec.note:
         lines.append(f"Note: {spec.note}")
-    return " ".join(lines[:1]) + "\n  " + "\n  ".join(lines[1:])
+    return lines[0] + "\n  " + "\n  ".join(lines[1:])
+
+
+def _not_found(spec: DataFile, roots: list[tuple[str, Path]], *, download_tried: bool,
+               extra: str = "") -> DatasetNotFoundError:
+    return DatasetNotFoundError(
+        _missing_message(spec, roots, download_tried=download_tried) + extra,
+        _missing_message(spec, roots, download_tried=download_tried, cli=True) + extra,
+    )
 
 
 def resolve(
@@ -432,8 +468,6 @@ def resolve(
                 target_root = Path(data_dir).expanduser() if data_dir is not None else cache_dir()
                 path = download_file(candidate, target_root / candidate.path)
                 return path, candidate
-        raise DatasetNotFoundError(
-            _missing_message(spec, roots, download_tried=True)
-            + "\n  (download was enabled, but there is no public URL for this file)"
-        )
-    raise DatasetNotFoundError(_missing_message(spec, roots, download_tried=False))
+        raise _not_found(spec, roots, download_tried=True,
+                         extra="\n  (download was enabled, but there is no public URL for this file)")
+    raise _not_found(spec, roots, download_tried=False)

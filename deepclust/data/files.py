@@ -9,6 +9,11 @@ is read (documented rule; pass ``kind=`` to override):
   scene (H, W, B) otherwise (hyperspectral cubes have many more bands than a square side rarely
   equals).
 
+A 3-D array read by this rule is never read silently: ``Dataset.info["kind_reason"]`` says which
+reading was taken, why, and the ``kind=`` (``--kind``) that gives the other one; ``deepclust run``
+prints it. Labels whose length fits the *other* reading (N entries for a cube read as a scene, or
+H*W entries for a stack read as images) are refused with a message saying so.
+
 4-D arrays are images ((N, H, W, C) when the last axis has 1, 3 or 4 entries, else (N, C, H, W));
 2-D arrays are vectors (N, D). Images are scaled to [0, 1] (see
 :func:`deepclust.data.images.to_nchw_unit`).
@@ -241,6 +246,14 @@ def _read_npz_member(path: Path, key: str | None) -> np.ndarray:
         raise ValueError(f"{path}: not a readable npz archive, truncated or corrupt ({exc})") from exc
 
 
+def _no_key(path: Path, key: str | None, why: str) -> None:
+    if key is not None:
+        raise ValueError(
+            f"{path}: a key ({key!r}) was given but {why}; drop --key/--gt-key (key=/gt_key=), which "
+            "only choose among the arrays of a .mat, .npz or .h5 file"
+        )
+
+
 def read_array(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
     """One numeric array from ``.mat``, ``.npy``, ``.npz``, ``.h5``/``.hdf5`` or an IDX file."""
     path = Path(path)
@@ -251,12 +264,14 @@ def read_array(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
     if suffix == ".mat":
         return read_mat(path, key)
     if suffix == ".npy":
+        _no_key(path, key, "a .npy file holds one array")
         return _read_npy(path)
     if suffix == ".npz":
         return _read_npz_member(path, key)
     if suffix in (".h5", ".hdf5", ".he5"):
         return _read_h5(path, key, matlab=False)
     if any(h in name for h in _IDX_HINTS) or suffix == ".gz":
+        _no_key(path, key, "an IDX file holds one array")
         return read_idx(path)
     raise ValueError(
         f"{path}: unsupported file type {suffix or '(no suffix)'}; deepclust reads .mat, .npy, "
@@ -276,6 +291,52 @@ def _as_labels(y: np.ndarray, n: int, source: str) -> np.ndarray:
     elif not np.issubdtype(y.dtype, np.integer):
         raise TypeError(f"labels from {source} must be integers, got dtype {y.dtype}")
     return y.astype(np.int64)
+
+
+def _guess_3d(path: Path, shape: tuple, gt_arr: np.ndarray | None, source: str) -> tuple[str, str]:
+    """The documented rule for a 3-D array without ``kind``: (kind, the sentence that says why)."""
+    a, b, c = shape
+    as_images = f"{a:,} images of {b}x{c}"
+    as_scene = f"a scene of {a}x{b} = {a * b:,} pixels with {c} bands"
+    if gt_arr is not None and gt_arr.squeeze().ndim == 2:
+        return "scene", (f"read {path.name} {shape} as {as_scene}: the ground truth {source} is a 2-D map "
+                         "(pass --kind images to read it otherwise)")
+    if gt_arr is not None:
+        return "images", (f"read {path.name} {shape} as {as_images}: the labels {source} are 1-D "
+                          "(pass --kind scene with an (H, W) map to read it otherwise)")
+    if b == c:
+        return "images", (f"read {path.name} {shape} as {as_images}: no labels, and the last two axes are "
+                          f"equal (square images); pass --kind scene to read it as {as_scene}")
+    return "scene", (f"read {path.name} {shape} as {as_scene}: no labels, and the last two axes differ (a cube "
+                     f"H x W x bands); pass --kind images to read it as {as_images}")
+
+
+def _check_labels_fit(path: Path, shape: tuple, gt_arr: np.ndarray, source: str, kind: str) -> None:
+    """Refuse labels that do not fit ``kind`` but fit another reading, saying which one."""
+    a, b, c = shape
+    g = np.asarray(gt_arr)
+    flat = g.size if (g.ndim == 1 or (g.ndim == 2 and 1 in g.shape)) else None
+    if kind == "scene":
+        if flat is not None and flat == a and g.shape != (a, b):
+            raise ValueError(
+                f"the labels from {source} hold {flat:,} entries, one per image if {path.name} {shape} is read "
+                f"as {a:,} images of {b}x{c}, but it is read as a scene that needs an ({a}, {b}) map; "
+                "pass --kind images"
+            )
+    elif flat is not None and flat != a:
+        hint = ""
+        if flat == a * b:
+            hint = (f"; {flat:,} = {a}x{b} is the pixel count if it is read as a scene (H, W, B): pass "
+                    f"--kind scene with the labels as an ({a}, {b}) map")
+        raise ValueError(
+            f"labels from {source} have shape ({flat},), expected ({a},) for {path.name} {shape} read as {kind} "
+            f"({a:,} samples){hint}"
+        )
+    elif g.ndim == 2 and 1 not in g.shape and g.shape == (a, b):
+        raise ValueError(
+            f"the ground truth from {source} is an ({a}, {b}) map, which fits {path.name} {shape} read as a scene, "
+            f"but it is read as {kind}; pass --kind scene"
+        )
 
 
 def load_file(
@@ -324,6 +385,10 @@ def load_file(
             raise ValueError(
                 f"{path} is an image folder: its labels come from its sub-folders; drop gt="
             )
+        if key is not None:
+            raise ValueError(f"{path} is an image folder, not an array file; drop --key (key=)")
+        if kind not in (None, "images"):
+            raise ValueError(f"{path} is an image folder: it can only be read as images, not as {kind}")
         X, y, names, files = load_image_folder(path, image_size=image_size)
         return Dataset(
             name=name,
@@ -355,14 +420,10 @@ def load_file(
             f"the ground truth from {source} is a 2-D map {gt_arr.shape}, which needs a 3-D "
             f"hyperspectral cube (H, W, B), but {path} holds a {arr.ndim}-D array {arr.shape}"
         )
+    reason = ""
     if kind is None:
         if arr.ndim == 3:
-            if gt_arr is not None and gt_arr.squeeze().ndim == 2:
-                kind = "scene"
-            elif gt_arr is not None:
-                kind = "images"
-            else:
-                kind = "images" if arr.shape[1] == arr.shape[2] else "scene"
+            kind, reason = _guess_3d(path, arr.shape, gt_arr, source)
         elif arr.ndim == 4:
             kind = "images"
         elif arr.ndim == 2:
@@ -372,7 +433,11 @@ def load_file(
                 f"{path}: cannot use a {arr.ndim}-D array {arr.shape}; expected 2-D "
                 "vectors (N, D), 3-D images (N, H, W) or a scene (H, W, B), or 4-D images"
             )
+    if arr.ndim == 3 and gt_arr is not None:
+        _check_labels_fit(path, arr.shape, gt_arr, source, kind)
     info: dict = {"source": str(path)}
+    if reason:
+        info["kind_reason"] = reason
     if kind == "scene":
         if arr.ndim != 3:
             raise ValueError(f"{path}: a scene must be a 3-D cube (H, W, B), got shape {arr.shape}")

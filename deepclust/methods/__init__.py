@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import importlib
 
-__all__ = ["METHODS", "get_method"]
+__all__ = ["METHODS", "METHOD_INFO", "get_method", "normalize_method"]
 
 METHODS: dict[str, str] = {
     "kmeans": "deepclust.methods.kmeans:KMeans",
@@ -24,10 +24,36 @@ METHODS: dict[str, str] = {
     "cc": "deepclust.methods.cc:ContrastiveClustering",
 }
 
+#: What ``deepclust methods`` prints: (paper, input kind, what the method is good for). Kept here,
+#: beside the registry, so that listing the methods imports no estimator (no torch).
+METHOD_INFO: dict[str, tuple[str, str, str]] = {
+    "kmeans": ("MacQueen 1967 (scikit-learn; faiss above 200k)", "vectors",
+               "the fast reference every table starts from"),
+    "finch": ("Sarfraz et al., CVPR 2019", "vectors",
+              "no parameters to tune; millions of points (O(n) memory)"),
+    "dec": ("Xie et al., ICML 2016", "vectors", "the classic deep baseline on small image/vector sets"),
+    "idec": ("Guo et al., IJCAI 2017", "vectors", "DEC that keeps the reconstruction loss: steadier"),
+    "edesc": ("Cai et al., CVPR 2022", "vectors", "data lying on a union of subspaces"),
+    "scdsc": ("Li et al., SCDSC (papers/000)", "scene", "hyperspectral scenes: spectra plus spatial context"),
+    "tdec": ("Zhang et al., TDEC (papers/002)", "images", "small grey images (MNIST, USPS, Digits)"),
+    "recal": ("Saha & Mukhopadhyay, RECAL (papers/003)", "images",
+              "images, and patch-wise scene segmentation (deepclust segment)"),
+    "pici": ("Zhang et al., PICI (papers/001)", "images", "natural and remote-sensing images (ViT + MAE)"),
+    "cc": ("Li et al., AAAI 2021", "images", "colour images with augmentations (contrastive)"),
+}
+
+
+def normalize_method(name: str) -> str:
+    """The registry key for ``name``: case-insensitive, ``_`` read as ``-`` (``KMeans`` -> ``kmeans``).
+
+    Unknown names are returned lower-cased (:func:`get_method` then raises with close matches).
+    """
+    return name.strip().lower().replace("_", "-")
+
 
 def get_method(name: str):
     """The estimator class registered as ``name`` (case-insensitive)."""
-    key = name.lower()
+    key = normalize_method(name)
     if key not in METHODS:
         close = difflib.get_close_matches(key, METHODS, n=3)
         hint = f" Did you mean {', '.join(close)}?" if close else ""

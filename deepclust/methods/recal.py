@@ -633,7 +633,8 @@ def jaccard_consensus(map1: np.ndarray, map2: np.ndarray,
 
 
 # -- the CLI side of `deepclust segment recal` -----------------------------------------------
-def _load_scene(data: str, bands: str | None) -> tuple[np.ndarray, np.ndarray | None, str]:
+def _load_scene(data: str, bands: str | None,
+                download: bool | None = None) -> tuple[np.ndarray, np.ndarray | None, str]:
     """A scene cube (H, W, B), its ground truth (or None) and a description of the bands."""
     # Catalog files go through the data lookup ($DEEPCLUST_DATA, ../shared, cache, checksums).
     from deepclust.data import CATALOG, find_file, load_dataset
@@ -641,12 +642,12 @@ def _load_scene(data: str, bands: str | None) -> tuple[np.ndarray, np.ndarray | 
     name = data.lower().replace("salinasa", "salinas-a")
     gt = None
     if name in CATALOG and CATALOG[name].kind == "scene":
-        ds = load_dataset(name)
+        ds = load_dataset(name, download=download)
         cube, gt = ds.cube, ds.gt
     elif name in ("ucmerced-mosaic", "ucmerced") or name.startswith("ucmerced-mosaic-"):
         # "ucmerced-mosaic-<S>" draws another mosaic (seed S): a second scene of the same kind
         mseed = int(name.rsplit("-", 1)[1]) if name.startswith("ucmerced-mosaic-") else 0
-        cube, gt = ucmerced_mosaic(find_file("images/ucmerced/ucmerced_64x64.npz"), seed=mseed)
+        cube, gt = ucmerced_mosaic(find_file("images/ucmerced/ucmerced_64x64.npz", download=download), seed=mseed)
     elif os.path.exists(data):
         arr = np.load(data, allow_pickle=False)
         cube = arr if isinstance(arr, np.ndarray) else arr[arr.files[0]]
@@ -699,23 +700,6 @@ def ucmerced_mosaic(path: str | os.PathLike, *, tiles: int = 6, seed: int = 0,
     return cube, gt
 
 
-def _save_map_png(label_map: np.ndarray, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    k = int(label_map.max()) + 1
-    fig, ax = plt.subplots(figsize=(5, 5 * label_map.shape[0] / label_map.shape[1] + 0.4))
-    ax.imshow(np.ma.masked_less(label_map, 0), cmap="tab20" if k > 10 else "tab10",
-              interpolation="nearest", vmin=0, vmax=max(k - 1, 1))
-    ax.set_title(title, fontsize=8)
-    ax.axis("off")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
 def run_segment(args: dict[str, Any], out_dir: str | os.PathLike) -> dict[str, Any]:
     """``deepclust segment recal``: train (or apply) RECAL on a scene's patches, write the map.
 
@@ -723,63 +707,66 @@ def run_segment(args: dict[str, Any], out_dir: str | os.PathLike) -> dict[str, A
     ``bands`` (None/"all" | "liss4" | "i,j,k"), ``patch`` (8), ``stride`` (2), ``clusters``
     (10), ``seed`` (0), ``preset`` ("fast"), ``model`` (path of a model.pt to apply instead of
     training), ``compare`` (path of another ``label_map.npy`` for the Jaccard consensus, eq. 5),
-    ``set`` (dict of RECAL overrides).
+    ``set`` (dict of RECAL overrides), ``download`` (fetch a missing catalog file), ``progress``
+    (progress bars).
 
-    Writes ``label_map.npy`` (H, W), ``segmentation.png``, ``metrics.json`` (OA/NMI/ARI/kappa
-    against the ground truth where labelled, with clusters matched by the Hungarian algorithm),
-    and ``model.pt`` when a model was trained (plus ``label_map_kmeans.npy``).
+    Writes ``label_map.npy`` (H, W), ``segmentation.png`` (the map beside the ground truth in
+    matched colours, with a legend; :func:`deepclust.viz.plot_cluster_map`, the picture ``run``
+    draws for scenes), ``metrics.json`` (OA/NMI/ARI/kappa against the ground truth where labelled,
+    with clusters matched by the Hungarian algorithm), and ``model.pt`` when a model was trained
+    (plus ``label_map_kmeans.npy``). Outputs are staged beside ``out_dir`` and moved into place
+    only when everything succeeded, as ``run`` does.
     """
+    from deepclust import viz
     from deepclust.metrics import evaluate
     from deepclust.presets import get_preset
-    from deepclust.runner import to_jsonable
+    from deepclust.runner import staged_output, to_jsonable
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    cube, gt, band_desc = _load_scene(str(args["data"]), args.get("bands"))
+    cube, gt, band_desc = _load_scene(str(args["data"]), args.get("bands"), args.get("download"))
     patch = int(args.get("patch", 8))
     stride = int(args.get("stride", 2))
     k = int(args.get("clusters", 10))
     seed = int(args.get("seed", 0))
-    t0 = time.perf_counter()
-    model = None
-    if args.get("model"):
-        model = load_recal(args["model"], device=args.get("device", "auto"))
-    params = {}
-    if model is None:
-        params = get_preset("recal", "scene", args.get("preset", "fast"))
-        params.update(args.get("set") or {})
-    label_map, est, info = segment_scene(cube, n_clusters=k, patch=patch, stride=stride,
-                                         model=model, random_state=seed, **params)
-    seconds = time.perf_counter() - t0
-    np.save(out / "label_map.npy", label_map)
-    kmeans_map = info.pop("kmeans_map", None)
-    result: dict[str, Any] = {
-        "method": "recal", "task": "segment", "data": args["data"], "bands": band_desc,
-        "shape": list(cube.shape), "n_clusters": k, "seed": seed, "seconds": seconds,
-        "applied_model": args.get("model"), "params": {kk: v for kk, v in params.items()},
-        **info,
-        "selection": getattr(est, "selection_", "applied a trained model"),
-        "note": "timings on a shared, loaded 2-core CPU machine",
-    }
-    if kmeans_map is not None:
-        np.save(out / "label_map_kmeans.npy", kmeans_map)
-    if gt is not None:
-        lab = gt > 0
-        result["metrics"] = evaluate(gt[lab], label_map[lab])
+    with staged_output(out) as staging:
+        t0 = time.perf_counter()
+        model = None
+        if args.get("model"):
+            model = load_recal(args["model"], device=args.get("device", "auto"))
+        params = {}
+        if model is None:
+            params = get_preset("recal", "scene", args.get("preset", "fast"))
+            params.update(args.get("set") or {})
+            params.setdefault("verbose", bool(args.get("progress", False)))
+        label_map, est, info = segment_scene(cube, n_clusters=k, patch=patch, stride=stride,
+                                             model=model, random_state=seed, **params)
+        seconds = time.perf_counter() - t0
+        np.save(staging / "label_map.npy", label_map)
+        kmeans_map = info.pop("kmeans_map", None)
+        result: dict[str, Any] = {
+            "method": "recal", "task": "segment", "data": args["data"], "bands": band_desc,
+            "shape": list(cube.shape), "n_clusters": k, "seed": seed, "seconds": seconds,
+            "applied_model": args.get("model"), "params": {kk: v for kk, v in params.items()},
+            **info,
+            "selection": getattr(est, "selection_", "applied a trained model"),
+        }
         if kmeans_map is not None:
-            result["metrics_kmeans"] = evaluate(gt[lab], kmeans_map[lab])
-    if args.get("compare"):
-        other = np.load(args["compare"], allow_pickle=False)
-        cons = jaccard_consensus(label_map, other)
-        result["consensus"] = {"with": str(args["compare"]), "pairs": cons["pairs"],
-                               "mean_matched": cons["mean_matched"],
-                               "weighted_matched": cons["weighted_matched"]}
-    if model is None:
-        save_recal(est, out / "model.pt")
-    title = f"RECAL {args['data']} ({band_desc[:40]}), P={patch}, K={k}"
-    _save_map_png(label_map, out / "segmentation.png", title)
-    if gt is not None:
-        _save_map_png(np.where(gt > 0, gt - 1, -1), out / "ground_truth.png",
-                      f"{args['data']} ground truth")
-    (out / "metrics.json").write_text(json.dumps(to_jsonable(result), indent=2))
+            np.save(staging / "label_map_kmeans.npy", kmeans_map)
+        if gt is not None:
+            lab = gt > 0
+            result["metrics"] = evaluate(gt[lab], label_map[lab])
+            if kmeans_map is not None:
+                result["metrics_kmeans"] = evaluate(gt[lab], kmeans_map[lab])
+        if args.get("compare"):
+            other = np.load(args["compare"], allow_pickle=False)
+            cons = jaccard_consensus(label_map, other)
+            result["consensus"] = {"with": str(args["compare"]), "pairs": cons["pairs"],
+                                   "mean_matched": cons["mean_matched"],
+                                   "weighted_matched": cons["weighted_matched"]}
+        if model is None:
+            save_recal(est, staging / "model.pt")
+        title = f"RECAL segmentation of {args['data']} ({band_desc[:40]}), P={patch}, K={k}"
+        viz.plot_cluster_map(label_map, gt, staging / "segmentation.png", title=title,
+                             scores=result.get("metrics"), map_name="segmentation")
+        (staging / "metrics.json").write_text(json.dumps(to_jsonable(result), indent=2))
     return result

@@ -18,6 +18,7 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.delenv("DEEPCLUST_DATA", raising=False)
     monkeypatch.delenv("DEEPCLUST_DOWNLOAD", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
     checkout = tmp_path / "co" / "repo"
     checkout.mkdir(parents=True)
     monkeypatch.setattr(fetch, "_package_checkout", lambda: checkout)

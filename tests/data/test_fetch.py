@@ -121,16 +121,41 @@ def test_lookup_order_env_beats_shared_beats_cache(isolated, monkeypatch):
     assert find_file(spec, data_dir=other) == other / spec.path
 
 
-def test_lookup_finds_shared_beside_cwd_ancestor(isolated, monkeypatch):
-    """CI: deepclust installed elsewhere, run from a checkout with ../shared beside it."""
+def test_lookup_does_not_depend_on_the_working_directory(isolated, monkeypatch):
+    """A shared/datasets beside the cwd (or an ancestor) is not searched: the same command finds
+    the same files wherever it is typed."""
     spec = _spec()
-    ci = isolated / "ci"
-    checkout = ci / "checkout" / "sub"
-    checkout.mkdir(parents=True)
-    shared = ci / "shared" / "datasets"
-    _put(shared, spec)
-    monkeypatch.chdir(checkout)
-    assert find_file(spec) == shared / spec.path
+    elsewhere = isolated / "elsewhere"
+    _put(elsewhere / "shared" / "datasets", spec)
+    _put(elsewhere / "sub" / "shared" / "datasets", spec)
+    monkeypatch.chdir(elsewhere / "sub")
+    assert all(o != "shared" for o, _ in fetch.data_roots())
+    with pytest.raises(DatasetNotFoundError):
+        find_file(spec)
+    # the checkout's own ../shared/datasets is found from any folder
+    _put(isolated / "co" / "shared" / "datasets", spec)
+    assert find_file(spec) == isolated / "co" / "shared" / "datasets" / spec.path
+
+
+def test_user_config_data_dir(isolated, monkeypatch):
+    spec = _spec()
+    configured = isolated / "mydata"
+    _put(configured, spec)
+    _put(isolated / "xdg" / "deepclust", spec)  # the cache comes after the config
+    cfg = fetch.config_path()
+    assert cfg == isolated / "config" / "deepclust" / "config.toml"
+    cfg.parent.mkdir(parents=True)
+    cfg.write_text(f'data_dir = "{configured}"\n')
+    assert [o for o, _ in fetch.data_roots()][0] == "config"
+    assert find_file(spec) == configured / spec.path
+    monkeypatch.setenv("DEEPCLUST_DATA", str(isolated / "envroot"))  # the variable beats the config
+    assert [o for o, _ in fetch.data_roots()][:2] == ["DEEPCLUST_DATA", "config"]
+    cfg.write_text("data_dir = 3\n")
+    with pytest.raises(ValueError, match="data_dir must be a string"):
+        fetch.data_roots()
+    cfg.write_text("data_dir = [\n")
+    with pytest.raises(ValueError, match="not a readable TOML"):
+        fetch.data_roots()
 
 
 def test_missing_file_message_names_file_folder_and_url(isolated):
@@ -143,6 +168,13 @@ def test_missing_file_message_names_file_folder_and_url(isolated):
     assert "https://example.org/data/file.bin" in msg
     assert "DEEPCLUST_DOWNLOAD=1" in msg
     assert isinstance(err.value, FileNotFoundError)
+    # one sentence a line; the command-line variant names the flag, not the keyword argument
+    assert "download=True" in msg and "--download" not in msg
+    cli = err.value.cli_message
+    assert "--download" in cli and "download=True" not in cli
+    lines = cli.splitlines()
+    assert lines[0] == "data file 'file.bin' was not found." and len(lines) >= 4
+    assert any(line.strip().startswith("Get it from https://example.org/data/file.bin") for line in lines)
 
 
 def test_missing_catalog_dataset_message(isolated, tmp_path):
