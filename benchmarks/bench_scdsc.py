@@ -8,6 +8,7 @@ Usage (from the repository root, ``PYTHONPATH=$PWD``, ``DEEPCLUST_DATA`` set)::
     python benchmarks/bench_scdsc.py memory      --out benchmarks/results_scdsc/memory.jsonl
     python benchmarks/bench_scdsc.py salinas-all --seeds 0 1 2 3 4 \
         --out benchmarks/results_scdsc/salinas_a.jsonl
+    python benchmarks/bench_scdsc.py epoch-time --threads 2 --out benchmarks/results_scdsc/epoch_time.jsonl
 
 Synthetic scenes (``deepclust.data.synthetic``) are for scaling only, never quality results.
 """
@@ -257,6 +258,34 @@ class _SceneReference:
         self.selection_ = f"weighted k-means on {l_} mini-cluster means, lowest inertia of 10 restarts"
 
 
+def task_epoch_time(threads: int, out: str | None) -> None:
+    """Seconds per joint epoch on Salinas-A (fast preset network, full batch): two fits that
+    differ only in the number of joint epochs (2 and 22), so everything else cancels; wall and
+    CPU seconds of the 20 extra epochs, divided by 20."""
+    import torch
+
+    from deepclust.methods.scdsc import SCDSC
+    from deepclust.presets import get_preset
+
+    torch.set_num_threads(threads)
+    cube, gt = load_salinas_a()
+    mask = gt > 0
+    res = {}
+    for epochs in (2, 22):
+        kw = {**get_preset("scdsc", "salinas-a", "fast"), "pretrain_epochs": 1, "epochs": epochs,
+              "kmeans_n_init": 1, "reseed": False}
+        t, c = time.perf_counter(), time.process_time()
+        SCDSC(n_clusters=6, random_state=0, device="cpu", **kw).fit(cube, mask=mask)
+        res[epochs] = (time.perf_counter() - t, time.process_time() - c)
+    emit(out, {
+        "task": "epoch-time",
+        "threads": threads,
+        "wall_per_epoch": round((res[22][0] - res[2][0]) / 20, 3),
+        "cpu_per_epoch": round((res[22][1] - res[2][1]) / 20, 3),
+        "load_average": os.getloadavg()[0],
+    })
+
+
 def load_salinas_a():
     import scipy.io as sio
 
@@ -367,6 +396,7 @@ def main() -> None:
     )
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--chunk", type=int, default=8192)
+    p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default=None)
     a = p.parse_args()
     o = ["--out", a.out] if a.out else []
@@ -387,6 +417,8 @@ def main() -> None:
             child(["epoch", "--n", str(n), "--epochs", str(a.epochs), "--chunk", str(a.chunk), *o])
     elif a.task == "memory":
         task_memory(a.out, a.chunk if a.chunk > 0 else None)
+    elif a.task == "epoch-time":
+        task_epoch_time(a.threads, a.out)
     elif a.task == "salinas":
         task_salinas(a.method, a.seed, a.out)
     elif a.task == "salinas-all":

@@ -132,7 +132,10 @@ def _memmap_check(tmp_path, monkeypatch):
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     f32 = cube.size * 4
-    assert peak < 0.5 * f32, f"peak numpy allocation {peak / 2**20:.1f} MB vs cube {f32 / 2**20} MB"
+    # FINCH's exact search works on square blocks of at most 2048 x 2048 float32 distances (a
+    # constant workspace of a few such blocks, independent of the cube): allowed on top
+    finch_blocks = 2 * 2048 * 2048 * 4
+    assert peak < 0.5 * f32 + finch_blocks, f"peak numpy allocation {peak / 2**20:.1f} MB vs cube {f32 / 2**20} MB"
 
     np.testing.assert_array_equal(model.labels_, ref.labels_)
     np.testing.assert_array_equal(full, ref_full)
