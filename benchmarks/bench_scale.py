@@ -1,4 +1,4 @@
-"""SCDSC on large synthetic scenes (issue 7): time per epoch, FINCH time, peak memory.
+"""SCDSC on large synthetic scenes: time per epoch, FINCH time, peak memory.
 
 For each size N (clustered pixels) a synthetic scene on PaviaU's layout, tiled so that exactly
 N pixels are labelled (``deepclust.data.synthetic``, 103 bands), is written to a ``.npy`` file

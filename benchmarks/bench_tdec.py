@@ -1,4 +1,4 @@
-"""Benchmarks of issue 4: density peaks at scale, and the quality of kmeans / dec / idec / tdec.
+"""TDEC benchmarks: density peaks at scale, and the quality of kmeans / dec / idec / tdec.
 
 Usage (from the repository root, PYTHONPATH=. or an installed deepclust):
 

@@ -1,4 +1,4 @@
-"""Issue 4 follow-up: TDEC fast-preset candidates judged by LABEL-FREE criteria.
+"""TDEC follow-up: TDEC fast-preset candidates judged by LABEL-FREE criteria.
 
 One run per call; appends a JSON line to ``--out``. Label-free quantities (used for choices):
 

@@ -32,7 +32,7 @@ Choices the paper leaves open (stated, not hidden):
   affinities; the perplexity (not given) defaults to 30, capped at (batch - 1) / 3.
 * ``L_rec`` (eq. 8) is the squared error summed over pixels, averaged over the batch; ``L_clu``
   (eq. 7) is averaged over the batch (a sum over a batch of 256 would weigh it 256 times more).
-* Issue 4 follow-up (``docs/methods/tdec.md``, "The clustering space"): ``dr_epochs`` fits the
+* Follow-up (``docs/methods/tdec.md``, "The clustering space"): ``dr_epochs`` fits the
   DR block alone on L_dim over the fixed pretrained clean features (Algorithm 1 line 1 over v;
   L_rec does not depend on v); ``clu_to_dr=False`` keeps L_clu's gradient out of the DR weights
   (it still reaches the encoder through the DR map) — a deviation from line 11, used by the

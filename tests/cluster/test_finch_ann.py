@@ -1,4 +1,4 @@
-"""FINCH's approximate first-neighbour search above a size threshold (issue 7)."""
+"""FINCH's approximate first-neighbour search above a size threshold."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Large scenes on SCDSC's path (issue 7): tiles, per-batch patches, chunked predict, memmaps."""
+"""Large scenes on SCDSC's path: tiles, per-batch patches, chunked predict, memmaps."""
 
 import tracemalloc
 
