@@ -693,15 +693,8 @@ class ClusterReseeder:
                         for a in range(0, members.size, 8192)]).numpy()
         net.train(was)
         half = _two_means(zb, self.seed + len(self.events))
-        cols = []
-        for part in (0, 1):
-            V = np.zeros((0, zb.shape[1]))
-            Zp = zb[half == part].astype(np.float64)
-            if Zp.shape[0]:
-                _, sv, Vt = np.linalg.svd(Zp, full_matrices=False)
-                V = Vt[: min(d, int((sv > sv.max() * 1e-10).sum()))]
-            cols.append(complete_basis(V, d, rng).T)  # (latent, d) orthonormal columns
-        return np.array([big]), np.stack(cols)
+        D2 = init_bases(zb, half, 2, d, rng=rng)  # (latent, 2d): each half's SVD basis
+        return np.array([big]), np.stack([D2[:, :d], D2[:, d:]])  # (2, latent, d)
 
 
 @torch.no_grad()
@@ -849,7 +842,6 @@ def _train_scdsc(
                 average_buffers(net)
             track["best"] = share
             track["best_epoch"] = len(track["shares"]) - 1
-            track["best_labels"] = track["last_labels"]
             track["best_state"] = copy.deepcopy(net.state_dict())
 
     def step_distributed() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -1414,15 +1406,7 @@ class SCDSC(DeepClusterer):
             pca_cube, rows, cols, int(self.patch), self.patch_mean_, self.patch_scale_,
             device=self.device_,
         )
-        net = self.model_
-        was = net.training
-        net.eval()
-        out = np.empty(rows.shape[0], dtype=np.int64)
-        for a in range(0, rows.shape[0], chunk):
-            s = net(source[slice(a, a + chunk)])[2]  # (b, k)
-            out[a : a + s.shape[0]] = s.argmax(dim=1).cpu().numpy()
-        net.train(was)
-        return out
+        return _hard_labels(self.model_, source, chunk=chunk)
 
     def predict_scene(self, X=None) -> np.ndarray:
         """The full (H, W) cluster map of ``X`` (default: the fitted cube), every pixel labelled."""
