@@ -32,14 +32,15 @@ def main(folder: str) -> None:
         if r.get("task") == "salinas-a" and (r["method"], r["seed"]) not in seen:
             seen.add((r["method"], r["seed"]))
             rows.append(r)
-    order = ["kmeans", "finch", "kmeans-patches", "kmeans-minimeans", "edesc", "scdsc-baseline", "scdsc-L",
-             "scdsc-MC", "scdsc", "scdsc-paper"]
+    order = ["kmeans", "finch", "kmeans-patches", "kmeans-minimeans", "umap-kmeans", "edesc", "scdsc-baseline",
+             "scdsc-L", "scdsc-MC", "scdsc", "scdsc-paper"]
     order += sorted({r["method"] for r in rows} - set(order))  # one-switch rows, "scdsc:key=value"
     names = {
         "kmeans": "k-means (spectra, 10 restarts)",
         "finch": "FINCH (spectra, cosine, req_clust=6)",
         "kmeans-patches": "k-means (7×7×8 PCA patches, global scale)",
         "kmeans-minimeans": "weighted k-means on the FINCH mini-cluster means",
+        "umap-kmeans": "UMAP (10-D) + k-means on the same patches",
         "edesc": "EDESC (MLP AE, spectra)",
         "scdsc-baseline": "SCDSC Baseline (EDESC, conv AE)",
         "scdsc-L": "SCDSC L",
