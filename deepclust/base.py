@@ -7,6 +7,9 @@ seeding), and ``device="auto"`` picks CUDA when it is present.
 
 Deep methods subclass :class:`DeepClusterer` and implement ``_fit(X, **fit_params)`` and
 ``_predict(X)``; the public ``fit``/``predict`` wrap them with validation and timing.
+
+Scene inputs are validated with the data layer's helpers (:mod:`deepclust.data.hsi`: masks, and
+tiles for a large or memory-mapped cube); the data layer never imports this module.
 """
 
 from __future__ import annotations
@@ -19,6 +22,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClusterMixin
+
+from deepclust.data import hsi
+from deepclust.data.hsi import check_mask, is_large_scene, iter_row_tiles
 
 InputKind = Literal["vectors", "images", "scene", "any"]
 
@@ -199,39 +205,6 @@ def check_data(
     return arr
 
 
-#: Scenes at least this large (bytes, as float32) are read in tiles by lazy scene estimators.
-LAZY_SCENE_BYTES = 256 * 2**20
-#: Pixels per tile when a scene is read in tiles.
-TILE_PIXELS = 2**16
-
-
-def is_memory_mapped(a) -> bool:
-    """True when ``a`` (or the array it is a view of) is backed by a memory-mapped file."""
-    import mmap
-
-    while a is not None:
-        if isinstance(a, np.memmap | mmap.mmap):
-            return True
-        a = getattr(a, "base", None)
-    return False
-
-
-def is_large_scene(cube: np.ndarray) -> bool:
-    """True when ``cube`` is memory-mapped or its float32 size reaches :data:`LAZY_SCENE_BYTES`."""
-    return is_memory_mapped(cube) or cube.size * 4 >= LAZY_SCENE_BYTES
-
-
-def iter_row_tiles(cube: np.ndarray, tile_pixels: int | None = None):
-    """Yield (t, B) pixel tiles of a cube (H, W, B), whole image rows at a time, in row-major
-    order. Each tile is a view or a copy of at most ``tile_pixels`` pixels (at least one row);
-    the cube is never copied as a whole. ``tile_pixels`` defaults to :data:`TILE_PIXELS`."""
-    H, W, B = cube.shape
-    tile_pixels = TILE_PIXELS if tile_pixels is None else tile_pixels
-    rows = max(1, int(tile_pixels) // max(1, W))
-    for r in range(0, H, rows):
-        yield np.asarray(cube[r : r + rows]).reshape(-1, B)
-
-
 def check_not_constant(X: np.ndarray, *, kind: InputKind = "any", mask: np.ndarray | None = None,
                        name: str = "X") -> None:
     """Raise ``ValueError`` when every sample to be clustered is identical.
@@ -244,7 +217,7 @@ def check_not_constant(X: np.ndarray, *, kind: InputKind = "any", mask: np.ndarr
     if kind == "scene" and is_large_scene(X):  # tile by tile: no copy of the cube
         first = None
         W = X.shape[1]
-        rows = max(1, TILE_PIXELS // max(1, W))  # as iter_row_tiles
+        rows = max(1, hsi.TILE_PIXELS // max(1, W))  # as iter_row_tiles
         n = 0
         for r, t in zip(range(0, X.shape[0], rows), iter_row_tiles(X), strict=True):
             if mask is not None:
@@ -301,8 +274,6 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
             X, kind=self.input_kind, min_samples=self._min_samples, lazy_scene=self._lazy_scene
         )
         if self.input_kind == "scene" and fit_params.get("mask") is not None:
-            from deepclust.data.hsi import check_mask
-
             fit_params["mask"] = check_mask(fit_params["mask"], X.shape[:2])
         n_samples = self._n_samples_of(X, fit_params)
         if hasattr(self, "n_clusters"):
@@ -324,8 +295,6 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         check_is_fitted(self, "labels_")
         X = check_data(X, kind=self.input_kind, min_samples=1, lazy_scene=self._lazy_scene)
         if self.input_kind == "scene" and predict_params.get("mask") is not None:
-            from deepclust.data.hsi import check_mask
-
             predict_params["mask"] = check_mask(predict_params["mask"], X.shape[:2])
         n_feat = int(np.prod(X.shape[1:])) if self.input_kind != "scene" else X.shape[-1]
         if n_feat != self.n_features_in_:

@@ -157,8 +157,10 @@ def edesc_step(n: int = 11) -> dict:
     target (f_j of the shard only) stays within 1e-5 of the global one (checked by hand)."""
     import torch
 
-    from deepclust.methods.edesc import BasisClusteringNet, _train_edesc, seeded_init
+    from deepclust.methods.edesc import _train_edesc
     from deepclust.nn.mlp_ae import MLPAutoencoder
+    from deepclust.nn.pretrain import seeded_init
+    from deepclust.nn.subspace import BasisClusteringNet
     from deepclust.training import History
 
     rng = np.random.default_rng(4)

@@ -49,6 +49,7 @@ Two notes:
 
 from __future__ import annotations
 
+import warnings
 from typing import Literal
 
 import numpy as np
@@ -58,7 +59,7 @@ from scipy.sparse import csgraph
 
 from deepclust.base import DeepClusterer
 
-__all__ = ["finch", "first_neighbors", "approx_first_neighbors", "FINCH"]
+__all__ = ["finch", "first_neighbors", "approx_first_neighbors", "minicluster_index", "FINCH"]
 
 #: Default number of points above which the first-neighbour search goes approximate.
 ANN_THRESHOLD = 200_000
@@ -528,6 +529,46 @@ def finch(
             start = max(i for i, c in enumerate(counts) if c >= req_clust)
             requested = _merge_to(X, partitions[start], counts[start], req_clust, **search)
     return partitions, counts, requested
+
+
+def minicluster_index(
+    features: np.ndarray,
+    *,
+    level: int = 1,
+    backend: str = "torch",
+    exact: bool = False,
+    ann_threshold: int = ANN_THRESHOLD,
+    seed: int = 0,
+) -> tuple[np.ndarray, dict]:
+    """The partition (N,) of one FINCH level (cosine) of ``features``: SCDSC's mini-clusters
+    (``level`` 1 = the partition after FINCH's second iteration, SCDSC section 4.4.1). Falls back
+    to the coarsest available level with a warning when FINCH stops earlier.
+
+    Above ``ann_threshold`` points FINCH's first-neighbour search uses an approximate faiss
+    index (``exact=True`` forces the exact search); the recall@1 measured on a sample of
+    queries is in the returned info (``finch_search``)."""
+    search: dict = {}
+    parts, counts, _ = finch(
+        features,
+        metric="cosine",
+        max_levels=level + 1,
+        backend=backend,
+        exact=exact,
+        ann_threshold=ann_threshold,
+        seed=seed,
+        info=search,
+    )
+    used = min(level, len(parts) - 1)
+    if used != level:
+        warnings.warn(
+            f"FINCH produced only {len(parts)} level(s); using level {used} for the mini-clusters",
+            stacklevel=2,
+        )
+    return parts[used], {
+        "finch_levels": [int(c) for c in counts],
+        "finch_level_used": used,
+        "finch_search": search["levels"],
+    }
 
 
 def _merge_to(X: np.ndarray, labels: np.ndarray, k: int, req: int, **search) -> np.ndarray:

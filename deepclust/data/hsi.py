@@ -1,4 +1,4 @@
-"""Hyperspectral helpers: ground-truth checks, band standardisation, PCA, patches.
+"""Hyperspectral helpers: ground-truth and mask checks, tiles, band standardisation, PCA, patches.
 
 Conventions: a scene is a cube ``(H, W, B)``; its ground truth ``gt`` is ``(H, W)`` int with
 0 = unlabelled; samples are pixels in row-major order, ``index[i] = (row, col)``.
@@ -8,6 +8,11 @@ reflection (``numpy``'s ``"reflect"`` = torch's ``"reflect"``: the edge pixel is
 The cube is padded once; :func:`patch_view` is a zero-copy ``sliding_window_view`` of it and
 :func:`extract_patches` / :func:`extract_patches_torch` copy only the patches asked for, so no
 per-patch copy of the cube is ever made.
+
+Large scenes (memory-mapped, or at least :data:`LAZY_SCENE_BYTES` as float32) are read in tiles of
+whole image rows (:func:`iter_row_tiles`, :data:`TILE_PIXELS` pixels each), never copied whole.
+This module needs numpy only; the streaming pipeline a scene method trains on (band statistics
+and PCA fitted in tiles, the lazy patch source, patch-PCA features) is :mod:`deepclust.data.scene`.
 """
 
 from __future__ import annotations
@@ -23,11 +28,17 @@ if TYPE_CHECKING:  # torch is imported lazily: loading data does not need it
     import torch
 
 __all__ = [
+    "LAZY_SCENE_BYTES",
+    "TILE_PIXELS",
+    "check_finite_bands",
     "check_gt",
     "check_mask",
     "extract_patches",
     "extract_patches_torch",
+    "is_large_scene",
+    "is_memory_mapped",
     "iter_patches",
+    "iter_row_tiles",
     "labelled_mask",
     "pad_cube",
     "pad_cube_torch",
@@ -47,6 +58,55 @@ def _check_cube(cube: np.ndarray, name: str = "cube") -> np.ndarray:
     if not np.issubdtype(cube.dtype, np.number):
         raise TypeError(f"{name} must be numeric, got dtype {cube.dtype}")
     return cube
+
+
+#: Scenes at least this large (bytes, as float32) are read in tiles by lazy scene estimators.
+LAZY_SCENE_BYTES = 256 * 2**20
+#: Pixels per tile when a scene is read in tiles.
+TILE_PIXELS = 2**16
+
+
+def is_memory_mapped(a) -> bool:
+    """True when ``a`` (or the array it is a view of) is backed by a memory-mapped file."""
+    import mmap
+
+    while a is not None:
+        if isinstance(a, np.memmap | mmap.mmap):
+            return True
+        a = getattr(a, "base", None)
+    return False
+
+
+def is_large_scene(cube: np.ndarray) -> bool:
+    """True when ``cube`` is memory-mapped or its float32 size reaches :data:`LAZY_SCENE_BYTES`."""
+    return is_memory_mapped(cube) or cube.size * 4 >= LAZY_SCENE_BYTES
+
+
+def iter_row_tiles(cube: np.ndarray, tile_pixels: int | None = None):
+    """Yield (t, B) pixel tiles of a cube (H, W, B), whole image rows at a time, in row-major
+    order. Each tile is a view or a copy of at most ``tile_pixels`` pixels (at least one row);
+    the cube is never copied as a whole. ``tile_pixels`` defaults to :data:`TILE_PIXELS`."""
+    H, W, B = cube.shape
+    tile_pixels = TILE_PIXELS if tile_pixels is None else tile_pixels
+    rows = max(1, int(tile_pixels) // max(1, W))
+    for r in range(0, H, rows):
+        yield np.asarray(cube[r : r + rows]).reshape(-1, B)
+
+
+def check_finite_bands(cube: np.ndarray) -> None:
+    """``ValueError`` naming the bands (the first ten) that hold NaN or infinite values; a float
+    cube is checked tile by tile, so a large one is never copied."""
+    if not np.issubdtype(cube.dtype, np.floating):
+        return
+    bad = np.zeros(cube.shape[-1], dtype=bool)
+    for t in iter_row_tiles(cube):
+        bad |= ~np.isfinite(t).all(axis=0)
+    if bad.any():
+        bands = np.flatnonzero(bad).tolist()[:10]
+        raise ValueError(
+            f"the cube has NaN or infinite values in band(s) {bands}; "
+            "drop those bands (e.g. cube[..., good_bands]) or impute them before clustering"
+        )
 
 
 def check_gt(cube: np.ndarray, gt: np.ndarray) -> np.ndarray:
@@ -76,7 +136,8 @@ def check_gt(cube: np.ndarray, gt: np.ndarray) -> np.ndarray:
 
 
 def check_mask(mask, shape: tuple[int, int], *, name: str = "mask") -> np.ndarray:
-    """Validate a pixel mask for an (H, W) scene and return it as a bool (H, W) array.
+    """Validate a pixel mask for an (H, W) scene and return it as a bool (H, W) array
+    (``None``: every pixel).
 
     Accepted: a bool array, or an integer array holding only 0 and 1 (e.g. a mask saved from
     MATLAB as uint8). Anything else — floats, other integer values, strings — is a ``TypeError``
@@ -84,6 +145,8 @@ def check_mask(mask, shape: tuple[int, int], *, name: str = "mask") -> np.ndarra
     turn e.g. a 0.5-thresholded probability map or a class map into "every non-zero pixel".
     A mask of the wrong shape, or one that selects no pixel, is a ``ValueError``.
     """
+    if mask is None:
+        return np.ones(tuple(shape), dtype=bool)
     arr = np.asarray(mask)
     if arr.dtype != np.bool_:
         if not np.issubdtype(arr.dtype, np.integer):
@@ -328,8 +391,6 @@ def scene_dataset(
     With ``gt``: the mask defaults to the labelled pixels (``gt > 0``). Without ``gt``: every
     pixel is a sample and ``y`` is None.
     """
-    from deepclust.base import is_large_scene, iter_row_tiles
-
     cube = _check_cube(cube)
     large = is_large_scene(cube)
     tiles = iter_row_tiles(cube) if large else [cube]  # a large cube is checked tile by tile

@@ -11,214 +11,29 @@ with ``P`` the DEC-style sharpened target of ``S`` (SCDSC eq. 8 form) and the tw
 SCDSC eq. 4. Initialisation: pretrain the autoencoder, k-means on the codes, then ``D_j`` = the
 top-``d`` right singular vectors of cluster ``j``'s codes (no centring).
 
-This module holds the building blocks SCDSC reuses (:func:`init_bases`,
-:class:`BasisClusteringNet`) and the :class:`EDESC` estimator for vectors and images (flattened,
-with the d-500-500-2000-z MLP autoencoder).
+The basis model and its initialisation are shared with SCDSC (:class:`deepclust.nn.subspace.BasisClusteringNet`,
+:func:`deepclust.cluster.subspace.init_bases`, :mod:`deepclust.nn.pretrain`); this module holds
+the :class:`EDESC` estimator for vectors and images (flattened, with the d-500-500-2000-z MLP
+autoencoder) and its training step.
 """
 
 from __future__ import annotations
 
-import contextlib
-
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from deepclust import distributed as ddp
 from deepclust.base import DeepClusterer
+from deepclust.cluster.kmeans import kmeans_codes
+from deepclust.cluster.subspace import init_bases
 from deepclust.losses.dec import kl_divergence, target_distribution
-from deepclust.losses.subspace import basis_constraint, subspace_affinity
 from deepclust.nn.mlp_ae import MLPAutoencoder
-from deepclust.stopping import plateau_rule
+from deepclust.nn.pretrain import encode_all, pretrain_autoencoder, seeded_init
+from deepclust.nn.subspace import BasisClusteringNet
 from deepclust.training import History, fit_loop, minibatches
 
-__all__ = ["EDESC", "BasisClusteringNet", "init_bases", "kmeans_codes", "seeded_init"]
-
-
-def init_bases(
-    z: np.ndarray, labels: np.ndarray, n_clusters: int, d: int, *, rng: np.random.Generator
-) -> np.ndarray:
-    """Initial bases (latent, k*d): per cluster the top-``d`` right singular vectors of its codes.
-
-    No centring (the subspaces pass through the origin). A cluster with fewer than ``d``
-    independent codes (or none) gets its missing directions from a random Gaussian matrix,
-    orthonormalised, so ``D`` always has ``k*d`` unit columns.
-    """
-    latent = z.shape[1]
-    if d > latent:
-        raise ValueError(f"n_subspace_dims={d} exceeds the latent dimension {latent}")
-    D = np.zeros((latent, n_clusters * d), dtype=np.float64)
-    for j in range(n_clusters):
-        Zj = z[labels == j].astype(np.float64)
-        V = np.zeros((0, latent))
-        if Zj.shape[0] > 0:
-            _, sv, Vt = np.linalg.svd(Zj, full_matrices=False)
-            V = Vt[: min(d, int((sv > sv.max() * 1e-10).sum()) if sv.size else 0)]
-        V = complete_basis(V, d, rng)
-        D[:, j * d : (j + 1) * d] = V.T
-    return D.astype(np.float32)
-
-
-def complete_basis(V: np.ndarray, d: int, rng: np.random.Generator) -> np.ndarray:
-    """(r, latent) orthonormal rows -> (d, latent): missing directions drawn at random, orthogonal to V."""
-    if V.shape[0] >= d:
-        return V
-    R = rng.normal(size=(d - V.shape[0], V.shape[1]))
-    R -= (R @ V.T) @ V
-    Q, _ = np.linalg.qr(R.T)
-    return np.concatenate([V, Q.T[: d - V.shape[0]]], axis=0)
-
-
-def kmeans_codes(
-    z: np.ndarray, n_clusters: int, *, n_init: int, seed: int, backend: str = "sklearn",
-    sample_weight: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """k-means on the codes, ``n_init`` restarts, the lowest inertia kept (label-free).
-
-    ``backend="sklearn"`` (Lloyd/Elkan, to convergence) or ``"faiss"`` (100 Lloyd iterations per
-    restart; ~10x faster on wide codes such as SCDSC's 1,568-dim ones). ``sample_weight``
-    (n,) weighs each row (e.g. a mini-cluster mean by its number of pixels).
-    """
-    if backend == "faiss":
-        import faiss
-
-        zz = np.ascontiguousarray(z, dtype=np.float32)
-        km = faiss.Kmeans(
-            zz.shape[1],
-            int(n_clusters),
-            niter=100,
-            nredo=int(n_init),
-            seed=int(seed),
-            max_points_per_centroid=max(256, zz.shape[0]),
-            verbose=False,
-        )
-        w = None if sample_weight is None else np.ascontiguousarray(sample_weight, dtype=np.float32)
-        km.train(zz, weights=w)
-        _, lab = km.index.search(zz, 1)
-        return lab.ravel().astype(np.int64), km.centroids.copy()
-    if backend != "sklearn":
-        raise ValueError(f"kmeans_backend must be 'sklearn' or 'faiss', got {backend!r}")
-    from sklearn.cluster import KMeans
-
-    km = KMeans(n_clusters=n_clusters, n_init=int(n_init), random_state=seed).fit(z, sample_weight=sample_weight)
-    return km.labels_.astype(np.int64), km.cluster_centers_
-
-
-class BasisClusteringNet(nn.Module):
-    """An autoencoder plus the subspace bases ``D`` (latent, k*d).
-
-    ``forward(x)`` returns ``(z, x_hat, s)`` with the soft assignment ``s`` of eq. 3.
-    """
-
-    def __init__(self, autoencoder: nn.Module, *, n_clusters: int, d: int = 5, eta: float = 5.0):
-        super().__init__()
-        self.autoencoder = autoencoder
-        self.n_clusters = int(n_clusters)
-        self.d = int(d)
-        self.eta = float(eta)
-        latent = int(autoencoder.latent_dim)
-        self.D = nn.Parameter(torch.zeros(latent, self.n_clusters * self.d))
-
-    def affinity(self, z: torch.Tensor) -> torch.Tensor:
-        """(N, latent) -> (N, k) soft assignment (eq. 3)."""
-        return subspace_affinity(z, self.D, n_clusters=self.n_clusters, d=self.d, eta=self.eta)
-
-    def basis_terms(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The two terms of eq. 4 on ``D``."""
-        return basis_constraint(self.D, n_clusters=self.n_clusters, d=self.d)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        z, x_hat = self.autoencoder(x)
-        return z, x_hat, self.affinity(z)
-
-
-@contextlib.contextmanager
-def seeded_init(seed: int):
-    """Seed torch's default generator for weight initialisation only, restoring it afterwards
-    (layers draw their initial weights from the global generator; this keeps that local)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
-
-
-@torch.no_grad()
-def encode_all(ae: nn.Module, X: torch.Tensor, *, batch_size: int, device) -> np.ndarray:
-    """Codes of ``X`` in eval mode, in batches (no autograd memory).
-
-    Under a process group this is a collective: every rank encodes its shard of the rows and all
-    ranks get all codes in the original order (:func:`deepclust.distributed.map_rows`).
-    """
-    was = ae.training
-    ae.eval()
-
-    def codes(a: int, b: int) -> torch.Tensor:
-        if b <= a:  # an empty shard (fewer rows than ranks): no rows of the right width
-            return ae.encode(X[:1].to(device)).cpu()[:0]
-        return torch.cat([ae.encode(X[i : min(i + batch_size, b)].to(device)).cpu()
-                          for i in range(a, b, batch_size)])
-
-    out = ddp.map_rows(codes, X.shape[0])
-    ae.train(was)
-    return out.numpy()
-
-
-def pretrain_autoencoder(
-    *,
-    ae: nn.Module,
-    X: torch.Tensor,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    generator: torch.Generator,
-    device,
-    history: History,
-    verbose: bool = False,
-    checkpoint_path: str | None = None,
-    resume: bool = False,
-    rng: np.random.Generator | None = None,
-    plateau_tol: float | None = None,
-    plateau_patience: int = 10,
-) -> int:
-    """Reconstruction (MSE) pretraining with Adam on shuffled mini-batches.
-
-    ``epochs`` is a cap: with ``plateau_tol`` set, pretraining stops as soon as the epoch-mean
-    reconstruction error has plateaued (:func:`deepclust.stopping.plateau_reached`: the last
-    ``plateau_patience`` epochs lowered the best error by less than a ``plateau_tol`` share), a
-    label-free rule. Returns the number of epochs run.
-    """
-    if epochs <= 0:
-        return 0
-    opt = torch.optim.Adam(ae.parameters(), lr=lr)
-    n = X.shape[0]
-    distributed = ddp.world_size() > 1
-    drop_last = n >= batch_size and 0 < n % batch_size < ddp.world_size()  # never in one process
-
-    def step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = X[idx].to(device)
-        _, x_hat = ae(x)
-        rec = F.mse_loss(x_hat, x)
-        if distributed:  # this rank's share of the union-batch mean
-            return {"loss": rec * ddp.shard_weight(len(idx)), "rec": rec}
-        return {"loss": rec, "rec": rec}
-
-    fit_loop(
-        model=ae,
-        optimizer=opt,
-        step=step,
-        epochs=epochs,
-        stage="pretrain",
-        history=history,
-        batches=lambda e: minibatches(n, batch_size, generator=generator, drop_last=drop_last, shard=True),
-        generator=generator,
-        checkpoint_path=checkpoint_path,
-        checkpoint_every=1 if checkpoint_path else 0,
-        resume=resume,
-        rng=rng,
-        verbose=verbose,
-        on_epoch_end=plateau_rule(history, "pretrain", "rec", tol=plateau_tol, patience=plateau_patience),
-    )
-    return history.epochs("pretrain")
+__all__ = ["EDESC"]
 
 
 def _train_edesc(

@@ -1,8 +1,9 @@
 import numpy as np
 import torch
 
+from deepclust.cluster.subspace import init_bases
 from deepclust.losses.subspace import subspace_affinity
-from deepclust.methods.edesc import EDESC, init_bases
+from deepclust.methods.edesc import EDESC
 
 
 def test_init_bases_recovers_subspaces():

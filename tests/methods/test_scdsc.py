@@ -2,16 +2,12 @@ import numpy as np
 import pytest
 import torch
 
-from deepclust.methods.edesc import BasisClusteringNet, seeded_init
-from deepclust.methods.scdsc import (
-    SCDSC,
-    _train_scdsc,
-    confident_share,
-    extract_patches,
-    patch_pca_features,
-    select_epoch,
-)
+from deepclust.data.hsi import extract_patches
+from deepclust.data.scene import patch_pca_features
+from deepclust.methods.scdsc import SCDSC, _train_scdsc, confident_share, select_epoch
 from deepclust.nn.mlp_ae import MLPAutoencoder
+from deepclust.nn.pretrain import seeded_init
+from deepclust.nn.subspace import BasisClusteringNet
 from deepclust.training import History
 
 TINY = dict(
@@ -43,7 +39,7 @@ def tiny_scene(seed=0):
 
 def test_extract_patches_reflect():
     cube = np.arange(20, dtype=np.float32).reshape(4, 5, 1)
-    p = extract_patches(cube, np.array([0, 2]), np.array([0, 3]), 3)
+    p = extract_patches(cube, np.array([[0, 0], [2, 3]]), 3)
     assert p.shape == (2, 1, 3, 3)
     # reflect padding: row -1 is row 1, col -1 is col 1
     np.testing.assert_array_equal(p[0, 0], [[6, 5, 6], [1, 0, 1], [6, 5, 6]])
@@ -55,7 +51,7 @@ def test_patch_pca_features_match_dense_pca():
     cube = rng.normal(size=(9, 8, 3)).astype(np.float32)
     rows, cols = np.nonzero(np.ones((9, 8), bool))
     f = patch_pca_features(cube, rows, cols, patch=3, n_components=5, chunk=13)
-    P = extract_patches(cube, rows, cols, 3).reshape(len(rows), -1).astype(np.float64)
+    P = extract_patches(cube, np.stack([rows, cols], 1), 3).reshape(len(rows), -1).astype(np.float64)
     P = (P - P.mean(0)) / P.std(0)
     U, S, Vt = np.linalg.svd(P, full_matrices=False)
     ref = P @ Vt[:5].T

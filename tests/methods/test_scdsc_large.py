@@ -6,15 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from deepclust import base
-from deepclust.base import check_data, is_memory_mapped
-from deepclust.methods.scdsc import (
-    SCDSC,
-    ScenePatches,
-    ScenePreprocessor,
-    extract_patches,
-    patch_pca_features,
-)
+from deepclust.base import check_data
+from deepclust.data import hsi
+from deepclust.data.hsi import extract_patches, is_memory_mapped
+from deepclust.data.scene import ScenePatches, ScenePreprocessor, patch_pca_features
+from deepclust.methods.scdsc import SCDSC
 
 TINY = dict(
     n_components=4, patch=3, channels=4, finch_patch=5, finch_pca=10, window=3, epochs=1,
@@ -44,7 +40,7 @@ def test_preprocessor_tiles_equal_one_piece():
 def test_scene_patches_equal_materialised_patches():
     cube, _ = blocky_cube(h=9, w=7, bands=3)
     rows, cols = np.nonzero(np.ones((9, 7), bool))
-    full = extract_patches(cube, rows, cols, 5)  # (N, 3, 5, 5), the original path
+    full = extract_patches(cube, np.stack([rows, cols], 1), 5)  # (N, 3, 5, 5), the original path
     src = ScenePatches(cube, rows, cols, 5)
     mean, scale = src.feature_stats()  # exact (one piece)
     np.testing.assert_array_equal(mean, full.reshape(63, -1).mean(0))
@@ -117,7 +113,7 @@ def _memmap_check(tmp_path, monkeypatch):
     cube, _ = blocky_cube(h=100, w=100, bands=512, dtype=np.float64)
     np.save(tmp_path / "cube.npy", cube)
     mm = np.load(tmp_path / "cube.npy", mmap_mode="r")
-    monkeypatch.setattr(base, "TILE_PIXELS", 200)  # small tiles, as a large scene would get
+    monkeypatch.setattr(hsi, "TILE_PIXELS", 200)  # small tiles, as a large scene would get
     kw = {**TINY, "finch_pca": 6, "kmeans_sample": 2000, "n_components": 3}
     checked = check_data(mm, kind="scene", lazy_scene=True)  # validated, not converted
     assert np.shares_memory(checked, mm) and checked.dtype == np.float64
@@ -154,8 +150,7 @@ def test_large_npy_file_is_memory_mapped(tmp_path, monkeypatch):
 
 
 def test_init_bases_gram_matches_svd_bases():
-    from deepclust.methods.edesc import init_bases
-    from deepclust.methods.scdsc import init_bases_gram
+    from deepclust.cluster.subspace import init_bases, init_bases_gram
 
     rng = np.random.default_rng(0)
     z = rng.normal(size=(300, 12)).astype(np.float32)

@@ -6,19 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from deepclust.methods.edesc import BasisClusteringNet, seeded_init
-from deepclust.methods.scdsc import (
-    SCDSC,
-    ClusterReseeder,
-    ScenePatches,
-    kmeans_nondegenerate,
-    min_cluster_size,
-    project_unit_columns,
-    recalibrate_batchnorm,
-    repair_partition,
-)
+from deepclust.cluster.kmeans import kmeans_nondegenerate, min_cluster_size, repair_partition
+from deepclust.data.scene import ScenePatches
+from deepclust.methods.scdsc import SCDSC
 from deepclust.nn.conv_ae import ConvPatchAutoencoder
 from deepclust.nn.mlp_ae import MLPAutoencoder
+from deepclust.nn.pretrain import seeded_init
+from deepclust.nn.subspace import BasisClusteringNet, ClusterReseeder, project_unit_columns, recalibrate_batchnorm
 from deepclust.stopping import plateau_reached
 
 from .test_scdsc import TINY, tiny_scene
