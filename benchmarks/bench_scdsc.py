@@ -68,8 +68,8 @@ def finch_features(n: int) -> Path:
     path = TMP / f"finch_feats_{n}.npy"
     if path.exists():
         return path
+    from deepclust.data.scene import ScenePreprocessor, patch_pca_features
     from deepclust.data.synthetic import synthetic_scene
-    from deepclust.methods.scdsc import ScenePreprocessor, patch_pca_features
 
     cube, gt = synthetic_scene("paviau", n_pixels=n, n_bands=103, random_state=0)
     pca = ScenePreprocessor(8).fit(cube).transform(cube)
@@ -132,17 +132,20 @@ def task_epoch(n: int, epochs: int, chunk: int | None, out: str | None) -> None:
     does not change the per-epoch cost; FINCH is timed separately)."""
     import torch
 
+    from deepclust.data.hsi import extract_patches
+    from deepclust.data.scene import ScenePreprocessor
     from deepclust.data.synthetic import synthetic_scene
-    from deepclust.methods.edesc import BasisClusteringNet, seeded_init
-    from deepclust.methods.scdsc import ScenePreprocessor, _train_scdsc, extract_patches
+    from deepclust.methods.scdsc import _train_scdsc
     from deepclust.nn.conv_ae import ConvPatchAutoencoder
+    from deepclust.nn.pretrain import seeded_init
+    from deepclust.nn.subspace import BasisClusteringNet
     from deepclust.training import History
 
     cube, gt = synthetic_scene("paviau", n_pixels=n, n_bands=103, random_state=0)
     mask = gt > 0
     rows, cols = np.nonzero(mask)
     pca = ScenePreprocessor(8).fit(cube).transform(cube)
-    X = torch.from_numpy(extract_patches(pca, rows, cols, 7))
+    X = torch.from_numpy(extract_patches(pca, np.stack([rows, cols], 1), 7))
     del cube, pca
     rng = np.random.default_rng(0)
     mini = torch.from_numpy(rng.integers(0, max(1, n // 16), n))
@@ -237,7 +240,8 @@ class _SceneReference:
     def __init__(self, method: str, k: int, seed: int, cube: np.ndarray, mask: np.ndarray):
         from sklearn.cluster import KMeans
 
-        from deepclust.methods.scdsc import ScenePatches, ScenePreprocessor, minicluster_index, patch_pca_features
+        from deepclust.cluster.finch import minicluster_index
+        from deepclust.data.scene import ScenePatches, ScenePreprocessor, patch_pca_features
 
         rows, cols = np.nonzero(mask)
         pca_cube = ScenePreprocessor(8).fit(cube).transform(cube)
