@@ -43,23 +43,21 @@ import torch.nn.functional as F
 from deepclust import distributed as ddp
 from deepclust.base import DeepClusterer, check_n_clusters
 from deepclust.cluster.finch import ANN_THRESHOLD, minicluster_index
-from deepclust.cluster.kmeans import kmeans_nondegenerate, min_cluster_size, repair_partition
-from deepclust.cluster.subspace import init_bases, init_bases_gram
+from deepclust.cluster.kmeans import min_cluster_size
 from deepclust.data.hsi import check_finite_bands, check_mask
 from deepclust.data.scene import ScenePatches, ScenePreprocessor, patch_pca_features
 from deepclust.losses.dec import kl_divergence, target_distribution
 from deepclust.losses.minicluster import minicluster_kl
 from deepclust.losses.spatial import check_window, spatial_kl
 from deepclust.nn.conv_ae import ConvPatchAutoencoder
-from deepclust.nn.pretrain import encode_all, pretrain_autoencoder, seeded_init
+from deepclust.nn.pretrain import pretrain_autoencoder, seeded_init
 from deepclust.nn.subspace import (
     BasisClusteringNet,
     ClusterReseeder,
     hard_labels,
-    minicluster_init,
+    initial_bases,
     project_unit_columns,
     recalibrate_batchnorm,
-    sampled_init,
 )
 from deepclust.training import History, average_buffers, fit_loop, pack_state, unpack_state
 
@@ -362,98 +360,48 @@ class SCDSC(DeepClusterer):
         self,
         n_clusters: int = 8,
         *,
-        local: bool = True,
-        nonlocal_: bool = True,
-        beta: float = 1e-3,
-        beta1: float = 3.0,
-        beta2: float = 7.0,
-        window: int = 7,
-        lr: float = 5e-3,
-        epochs: int = 400,
-        pretrain_epochs: int = 50,
-        pretrain_lr: float = 1e-3,
-        pretrain_batch_size: int = 4096,
-        n_components: int = 8,
-        patch: int = 7,
-        channels: int = 32,
-        finch_patch: int = 17,
-        finch_pca: int = 300,
-        finch_level: int = 1,
-        n_subspace_dims: int = 5,
-        eta: float = 5.0,
-        kmeans_n_init: int = 30,
-        kmeans_backend: str = "sklearn",
-        threshold: float = 0.9,
+        # the loss (eq. 17) and its ablation switches
+        local: bool = True, nonlocal_: bool = True, beta: float = 1e-3, beta1: float = 3.0, beta2: float = 7.0,
+        window: int = 7, n_subspace_dims: int = 5, eta: float = 5.0,
+        # joint training and the label-free epoch rule
+        lr: float = 5e-3, epochs: int = 400, chunk_size: int | None = None, threshold: float = 0.9,
         selection: Literal["confident", "last"] = "confident",
-        chunk_size: int | None = None,
-        finch_backend: str = "torch",
-        finch_exact: bool = False,
-        ann_threshold: int = ANN_THRESHOLD,
-        finch_pca_sample: int | None = 200_000,
-        kmeans_sample: int | None = 100_000,
-        predict_chunk: int = 65536,
-        patch_scaling: Literal["global", "feature"] = "global",
-        pretrain_tol: float | None = 0.01,
+        # preprocessing and the autoencoder's pretraining
+        n_components: int = 8, patch: int = 7, channels: int = 32,
+        patch_scaling: Literal["global", "feature"] = "global", pretrain_epochs: int = 50,
+        pretrain_lr: float = 1e-3, pretrain_batch_size: int = 4096, pretrain_tol: float | None = 0.01,
         pretrain_patience: int = 10,
-        basis_norm: Literal["project", "penalty"] = "project",
-        init: Literal["kmeans", "minicluster"] = "kmeans",
-        init_repair: bool = True,
-        reseed: bool = True,
-        warmup_epochs: int = 0,
-        local_ramp_epochs: int = 0,
-        min_cluster_share: float | None = 0.1,
-        checkpoint_path: str | None = None,
-        resume: bool = False,
-        random_state: int | None = None,
-        device: str = "auto",
-        verbose: bool = False,
+        # mini-clusters (FINCH)
+        finch_patch: int = 17, finch_pca: int = 300, finch_level: int = 1, finch_backend: str = "torch",
+        finch_exact: bool = False, ann_threshold: int = ANN_THRESHOLD, finch_pca_sample: int | None = 200_000,
+        # the initial partition and bases
+        init: Literal["kmeans", "minicluster"] = "kmeans", kmeans_n_init: int = 30, kmeans_backend: str = "sklearn",
+        kmeans_sample: int | None = 100_000, init_repair: bool = True,
+        # the rules that keep every cluster alive
+        basis_norm: Literal["project", "penalty"] = "project", reseed: bool = True,
+        min_cluster_share: float | None = 0.1, warmup_epochs: int = 0, local_ramp_epochs: int = 0,
+        # prediction and the run
+        predict_chunk: int = 65536, checkpoint_path: str | None = None, resume: bool = False,
+        random_state: int | None = None, device: str = "auto", verbose: bool = False,
     ):
         self.n_clusters = n_clusters
-        self.patch_scaling = patch_scaling
-        self.pretrain_tol = pretrain_tol
-        self.pretrain_patience = pretrain_patience
-        self.basis_norm = basis_norm
-        self.init = init
-        self.init_repair = init_repair
-        self.reseed = reseed
-        self.warmup_epochs = warmup_epochs
-        self.local_ramp_epochs = local_ramp_epochs
-        self.min_cluster_share = min_cluster_share
-        self.checkpoint_path = checkpoint_path
-        self.resume = resume
-        self.local = local
-        self.nonlocal_ = nonlocal_
-        self.beta = beta
-        self.beta1 = beta1
-        self.beta2 = beta2
-        self.window = window
-        self.lr = lr
-        self.epochs = epochs
-        self.pretrain_epochs = pretrain_epochs
-        self.pretrain_lr = pretrain_lr
-        self.pretrain_batch_size = pretrain_batch_size
-        self.n_components = n_components
-        self.patch = patch
-        self.channels = channels
-        self.finch_patch = finch_patch
-        self.finch_pca = finch_pca
-        self.finch_level = finch_level
-        self.n_subspace_dims = n_subspace_dims
-        self.eta = eta
-        self.kmeans_n_init = kmeans_n_init
-        self.kmeans_backend = kmeans_backend
-        self.threshold = threshold
+        self.local, self.nonlocal_, self.beta, self.beta1, self.beta2 = local, nonlocal_, beta, beta1, beta2
+        self.window, self.n_subspace_dims, self.eta = window, n_subspace_dims, eta
+        self.lr, self.epochs, self.chunk_size, self.threshold = lr, epochs, chunk_size, threshold
         self.selection = selection
-        self.chunk_size = chunk_size
-        self.finch_backend = finch_backend
-        self.finch_exact = finch_exact
-        self.ann_threshold = ann_threshold
+        self.n_components, self.patch, self.channels = n_components, patch, channels
+        self.patch_scaling, self.pretrain_epochs, self.pretrain_lr = patch_scaling, pretrain_epochs, pretrain_lr
+        self.pretrain_batch_size, self.pretrain_tol = pretrain_batch_size, pretrain_tol
+        self.pretrain_patience = pretrain_patience
+        self.finch_patch, self.finch_pca, self.finch_level = finch_patch, finch_pca, finch_level
+        self.finch_backend, self.finch_exact, self.ann_threshold = finch_backend, finch_exact, ann_threshold
         self.finch_pca_sample = finch_pca_sample
-        self.kmeans_sample = kmeans_sample
-        self.predict_chunk = predict_chunk
-        self.random_state = random_state
-        self.device = device
-        self.verbose = verbose
+        self.init, self.kmeans_n_init, self.kmeans_backend = init, kmeans_n_init, kmeans_backend
+        self.kmeans_sample, self.init_repair = kmeans_sample, init_repair
+        self.basis_norm, self.reseed, self.min_cluster_share = basis_norm, reseed, min_cluster_share
+        self.warmup_epochs, self.local_ramp_epochs = warmup_epochs, local_ramp_epochs
+        self.predict_chunk, self.checkpoint_path, self.resume = predict_chunk, checkpoint_path, resume
+        self.random_state, self.device, self.verbose = random_state, device, verbose
 
     # -- validation ------------------------------------------------------------------------
     def fit(self, X, y=None, mask=None):
@@ -486,9 +434,11 @@ class SCDSC(DeepClusterer):
         if int(self.epochs) < 1:
             raise ValueError(f"epochs must be >= 1, got {self.epochs}")
         rows, cols = np.nonzero(mask)  # row-major order
+        n = rows.shape[0]
         timings: dict[str, float] = {}
         dev = self.device_
 
+        # Preprocessing (section 4.2): bands standardised, PCA, a patch around every pixel
         t0 = time.perf_counter()
         self.preprocessor_ = ScenePreprocessor(int(self.n_components)).fit(X)
         pca_cube = self.preprocessor_.transform(X)  # (H, W, C), small: C = 8 bands
@@ -498,7 +448,7 @@ class SCDSC(DeepClusterer):
         source = ScenePatches(pca_cube, rows, cols, int(self.patch), device=dev)
         self.patch_mean_, self.patch_scale_ = source.feature_stats(scaling=self.patch_scaling)
         source.set_normalisation(self.patch_mean_, self.patch_scale_)
-        lazy = self.chunk_size is not None and int(self.chunk_size) < rows.shape[0]
+        lazy = self.chunk_size is not None and int(self.chunk_size) < n
         Xt = source if lazy else source.materialize()
         timings["preprocess_seconds"] = time.perf_counter() - t0
 
@@ -507,148 +457,56 @@ class SCDSC(DeepClusterer):
         diag: dict = {}
         if self.nonlocal_ or self.init == "minicluster":
             t0 = time.perf_counter()
-            feats = patch_pca_features(
-                pca_cube,
-                rows,
-                cols,
-                patch=int(self.finch_patch),
-                n_components=int(self.finch_pca),
-                sample=self.finch_pca_sample,
-                seed=self.seed_,
-            )
-            mini, info = minicluster_index(
-                feats,
-                level=int(self.finch_level),
-                backend=self.finch_backend,
-                exact=bool(self.finch_exact),
-                ann_threshold=int(self.ann_threshold),
-                seed=self.seed_,
-            )
+            feats = patch_pca_features(pca_cube, rows, cols, patch=int(self.finch_patch),
+                                       n_components=int(self.finch_pca), sample=self.finch_pca_sample, seed=self.seed_)
+            mini, info = minicluster_index(feats, level=int(self.finch_level), backend=self.finch_backend,
+                                           exact=bool(self.finch_exact), ann_threshold=int(self.ann_threshold),
+                                           seed=self.seed_)
             del feats
-            diag.update(info)
-            diag["n_mini_clusters"] = int(mini.max()) + 1
+            diag.update(info, n_mini_clusters=int(mini.max()) + 1)
             timings["finch_seconds"] = time.perf_counter() - t0
             self.mini_clusters_ = mini
 
         # Step 2: pretraining
         t0 = time.perf_counter()
         with seeded_init(self.seed_):
-            ae = ConvPatchAutoencoder(
-                source.shape[1], int(self.patch), channels=int(self.channels)
-            )
+            ae = ConvPatchAutoencoder(source.shape[1], int(self.patch), channels=int(self.channels))
         net = BasisClusteringNet(ae, n_clusters=k, d=d, eta=float(self.eta)).to(dev)
         history = History()
+        run = dict(generator=self._torch_gen, history=history, verbose=self.verbose, rng=self._rng,
+                   checkpoint_path=self.checkpoint_path, resume=bool(self.resume))
         diag["pretrain_epochs_run"] = pretrain_autoencoder(
-            ae=ae,
-            X=Xt,
-            epochs=int(self.pretrain_epochs),
-            batch_size=int(self.pretrain_batch_size),
-            lr=float(self.pretrain_lr),
-            generator=self._torch_gen,
-            device=dev,
-            history=history,
-            verbose=self.verbose,
-            checkpoint_path=self.checkpoint_path,
-            resume=bool(self.resume),
-            rng=self._rng,
-            plateau_tol=self.pretrain_tol,
-            plateau_patience=int(self.pretrain_patience),
-        )
+            ae=ae, X=Xt, epochs=int(self.pretrain_epochs), batch_size=int(self.pretrain_batch_size),
+            lr=float(self.pretrain_lr), device=dev, plateau_tol=self.pretrain_tol,
+            plateau_patience=int(self.pretrain_patience), **run)
         timings["pretrain_seconds"] = time.perf_counter() - t0
 
         # Step 3: the initial partition (k-means on the codes, or weighted k-means on the
         # mini-clusters' mean codes), repaired if degenerate, then the bases by SVD
         t0 = time.perf_counter()
-        n = rows.shape[0]
         min_size = min_cluster_size(n, k, self.min_cluster_share)
-        exact_init = self.kmeans_sample is None or n <= int(self.kmeans_sample)
-        if self.init == "minicluster":
-            guard = min_size if self.init_repair else 0
-            out = minicluster_init(ae, source, mini, k, n_init=int(self.kmeans_n_init), seed=self.seed_,
-                                   backend=self.kmeans_backend, device=dev, min_size=guard)
-            init_labels = np.asarray(ddp.broadcast_array(out[0]), dtype=np.int64)  # rank 0's partition
-            diag.update(out[2])
-            z = encode_all(ae, Xt, batch_size=8192, device=dev) if exact_init else None
-            if self.init_repair and min_size > 0 and z is not None:
-                init_labels, diag["init_repairs"] = repair_partition(z, init_labels, k, min_size=min_size,
-                                                                     seed=self.seed_)
-            with torch.no_grad():
-                if z is not None:
-                    D0 = init_bases(z, init_labels, k, d, rng=self._rng)
-                else:  # large scene: bases from the Gram matrices of a sample's codes
-                    samp = np.sort(np.random.default_rng(self.seed_).choice(n, int(self.kmeans_sample), replace=False))
-                    zs = encode_all(ae, source[torch.from_numpy(samp)], batch_size=8192, device=dev)
-                    D0 = init_bases_gram(zs, init_labels[samp], k, d, rng=self._rng)
-                net.D.copy_(torch.from_numpy(D0))
-            del z
-        elif exact_init:  # exact: all codes
-            z = encode_all(ae, Xt, batch_size=8192, device=dev)
-            guard = min_size if self.init_repair else 0
-            init_labels, _, info = kmeans_nondegenerate(
-                z, k, n_init=int(self.kmeans_n_init), seed=self.seed_, backend=self.kmeans_backend,
-                min_size=guard,
-            )
-            init_labels = np.asarray(ddp.broadcast_array(init_labels), dtype=np.int64)
-            diag.update(info)
-            if self.init_repair and min_size > 0:
-                init_labels, diag["init_repairs"] = repair_partition(z, init_labels, k, min_size=min_size,
-                                                                     seed=self.seed_)
-            with torch.no_grad():
-                net.D.copy_(torch.from_numpy(init_bases(z, init_labels, k, d, rng=self._rng)))
-            del z
-        else:  # large scene: never hold the (N, latent) codes
-            init_labels, D0 = sampled_init(
-                ae,
-                source,
-                k,
-                d,
-                sample=int(self.kmeans_sample),
-                n_init=int(self.kmeans_n_init),
-                seed=self.seed_,
-                backend=self.kmeans_backend,
-                rng=self._rng,
-                device=dev,
-            )
-            with torch.no_grad():
-                net.D.copy_(torch.from_numpy(D0))
-            diag["kmeans_init"] = f"k-means fitted on a seeded sample of {self.kmeans_sample} codes"
+        init_labels, D0, info = initial_bases(
+            ae, source, Xt, k, d, init=self.init, mini=mini, sample=self.kmeans_sample,
+            n_init=int(self.kmeans_n_init), seed=self.seed_, backend=self.kmeans_backend, min_size=min_size,
+            repair=bool(self.init_repair), rng=self._rng, device=dev)
+        with torch.no_grad():
+            net.D.copy_(torch.from_numpy(D0))
+        diag.update(info)
         self.init_labels_ = init_labels
         timings["init_seconds"] = time.perf_counter() - t0
 
         # Step 4: joint training (eq. 17)
         t0 = time.perf_counter()
-        flat_index = torch.from_numpy(rows * W + cols).to(dev)
+        reseeder = ClusterReseeder(k=k, d=d, min_size=min_size, max_reseeds=2 * k, epochs=int(self.epochs),
+                                   quiet_epochs=max(1, int(self.epochs) // 5), seed=self.seed_)
         track = _train_scdsc(
-            net=net,
-            X=Xt,
-            flat_index=flat_index,
-            mask=torch.from_numpy(mask).to(dev),
-            mini_index=torch.from_numpy(mini).to(dev) if mini is not None else None,
-            local=bool(self.local),
-            window=window,
-            beta=float(self.beta),
-            beta1=float(self.beta1),
-            beta2=float(self.beta2),
-            epochs=int(self.epochs),
-            lr=float(self.lr),
-            chunk_size=self.chunk_size,
-            threshold=float(self.threshold),
-            generator=self._torch_gen,
-            history=history,
-            verbose=self.verbose,
-            checkpoint_path=self.checkpoint_path,
-            resume=bool(self.resume),
-            rng=self._rng,
-            basis_norm=self.basis_norm,
-            min_size=min_size,
-            reseeder=ClusterReseeder(
-                k=k, d=d, min_size=min_size, max_reseeds=2 * k, quiet_epochs=max(1, int(self.epochs) // 5),
-                epochs=int(self.epochs), seed=self.seed_,
-            ) if self.reseed and min_size > 0 else None,
-            device=dev,
-            warmup_epochs=int(self.warmup_epochs),
-            local_ramp_epochs=int(self.local_ramp_epochs),
-        )
+            net=net, X=Xt, flat_index=torch.from_numpy(rows * W + cols).to(dev), mask=torch.from_numpy(mask).to(dev),
+            mini_index=torch.from_numpy(mini).to(dev) if mini is not None else None, local=bool(self.local),
+            window=window, beta=float(self.beta), beta1=float(self.beta1), beta2=float(self.beta2),
+            epochs=int(self.epochs), lr=float(self.lr), chunk_size=self.chunk_size, threshold=float(self.threshold),
+            basis_norm=self.basis_norm, min_size=min_size, device=dev,
+            reseeder=reseeder if self.reseed and min_size > 0 else None,
+            warmup_epochs=int(self.warmup_epochs), local_ramp_epochs=int(self.local_ramp_epochs), **run)
         timings["train_seconds"] = time.perf_counter() - t0
         timings["seconds_per_epoch"] = timings["train_seconds"] / int(self.epochs)
         diag["reseeds"] = list(track["reseeds"])

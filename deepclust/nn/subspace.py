@@ -5,9 +5,10 @@ keep every cluster alive.
 subspaces; a sample's soft assignment ``S`` is its projection energy on each subspace (SCDSC eq. 3).
 Around it:
 
-* initialisation from the codes without the (N, latent) code matrix: k-means on a seeded sample
-  of codes (:func:`sampled_init`), or weighted k-means on the mean codes of mini-clusters
-  (:func:`minicluster_init`); the bases then come from :mod:`deepclust.cluster.subspace`;
+* :func:`initial_bases`: the initial partition and bases from the pretrained encoder's codes:
+  k-means on all codes, on a seeded sample of codes (:func:`sampled_init`, never the (N, latent)
+  code matrix), or weighted k-means on the mean codes of mini-clusters (:func:`minicluster_init`);
+  the bases come from :mod:`deepclust.cluster.subspace`;
 * :func:`project_unit_columns`: the hard form of eq. 4's unit-norm term;
 * :class:`ClusterReseeder`: a cluster that stays too small during training is re-seeded by
   splitting the cluster with the largest subspace residual;
@@ -24,9 +25,10 @@ import torch
 from torch import nn
 
 from deepclust import distributed as ddp
-from deepclust.cluster.kmeans import kmeans_codes, kmeans_nondegenerate, two_means
+from deepclust.cluster.kmeans import kmeans_codes, kmeans_nondegenerate, repair_partition, two_means
 from deepclust.cluster.subspace import init_bases, init_bases_gram
 from deepclust.losses.subspace import basis_constraint, subspace_affinity
+from deepclust.nn.pretrain import encode_all
 from deepclust.training import average_buffers
 
 if TYPE_CHECKING:
@@ -36,6 +38,7 @@ __all__ = [
     "BasisClusteringNet",
     "ClusterReseeder",
     "hard_labels",
+    "initial_bases",
     "minicluster_init",
     "project_unit_columns",
     "recalibrate_batchnorm",
@@ -279,3 +282,53 @@ def recalibrate_batchnorm(net: torch.nn.Module, X, *, chunk: int, device) -> Non
         m.train(tr)
     if ddp.world_size() > 1:
         average_buffers(net)
+
+
+def initial_bases(
+    ae: nn.Module, source: ScenePatches, X, k: int, d: int, *, init: str, mini: np.ndarray | None,
+    sample: int | None, n_init: int, seed: int, backend: str, min_size: int, repair: bool,
+    rng: np.random.Generator, device,
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The initial partition (N,) and bases (latent, k*d) of the basis model from the pretrained
+    encoder ``ae`` (SCDSC Algorithm 1: k-means on the codes, then each cluster's SVD basis).
+
+    ``init="kmeans"``: k-means on the codes of all ``X`` rows, or, above ``sample`` rows, on a
+    seeded sample of codes (:func:`sampled_init`, never the (N, latent) code matrix).
+    ``init="minicluster"``: weighted k-means on the mean codes of the mini-clusters ``mini``
+    (:func:`minicluster_init`). With ``repair``, restarts leaving a cluster under ``min_size`` rows
+    are rejected and a degenerate partition is repaired (:mod:`deepclust.cluster.kmeans`; the
+    repair needs all codes, so it is skipped above ``sample``). ``source`` yields the rows of ``X``
+    in batches; ``X`` is the same data (or ``source`` itself). Returns the labels, the bases and
+    what the rules did (for ``diagnostics_``).
+    """
+    n = len(source)
+    info: dict = {}
+    exact = sample is None or n <= int(sample)
+    guard = min_size if repair else 0
+    if init == "minicluster":
+        out = minicluster_init(ae, source, mini, k, n_init=n_init, seed=seed, backend=backend, device=device,
+                               min_size=guard)
+        labels = np.asarray(ddp.broadcast_array(out[0]), dtype=np.int64)  # rank 0's partition
+        info.update(out[2])
+        z = encode_all(ae, X, batch_size=8192, device=device) if exact else None
+        if repair and min_size > 0 and z is not None:
+            labels, info["init_repairs"] = repair_partition(z, labels, k, min_size=min_size, seed=seed)
+        if z is not None:
+            D0 = init_bases(z, labels, k, d, rng=rng)
+        else:  # large scene: bases from the Gram matrices of a sample's codes
+            samp = np.sort(np.random.default_rng(seed).choice(n, int(sample), replace=False))
+            zs = encode_all(ae, source[torch.from_numpy(samp)], batch_size=8192, device=device)
+            D0 = init_bases_gram(zs, labels[samp], k, d, rng=rng)
+    elif exact:  # all codes
+        z = encode_all(ae, X, batch_size=8192, device=device)
+        labels, _, kinfo = kmeans_nondegenerate(z, k, n_init=n_init, seed=seed, backend=backend, min_size=guard)
+        labels = np.asarray(ddp.broadcast_array(labels), dtype=np.int64)
+        info.update(kinfo)
+        if repair and min_size > 0:
+            labels, info["init_repairs"] = repair_partition(z, labels, k, min_size=min_size, seed=seed)
+        D0 = init_bases(z, labels, k, d, rng=rng)
+    else:  # large scene: never hold the (N, latent) codes
+        labels, D0 = sampled_init(ae, source, k, d, sample=int(sample), n_init=n_init, seed=seed, backend=backend,
+                                  rng=rng, device=device)
+        info["kmeans_init"] = f"k-means fitted on a seeded sample of {sample} codes"
+    return labels, D0, info
