@@ -2,14 +2,19 @@
 
 Li, Nadisic, Huang, Deligiannis, Pizurica (paper ``000_2a1b3e70c0180514``). Equation map:
 
-* eq. 3  soft assignment ``S``            -> :func:`deepclust.losses.subspace.subspace_affinity`
-* eq. 4  basis dissimilarity ``phi(D)``   -> :func:`deepclust.losses.subspace.basis_constraint`
-* eqs. 1 (FINCH) mini-clusters            -> :func:`minicluster_index` (-> ``cluster.finch``)
-* eqs. 7-10 mini-cluster KL ``L_NL``      -> :func:`deepclust.losses.minicluster.minicluster_kl`
-* eqs. 11-12 local KL ``L_L``             -> :func:`deepclust.losses.spatial.spatial_kl`
-* eq. 13 reconstruction ``L_R``           -> ``F.mse_loss`` in :func:`_train_scdsc` (see note)
-* eq. 17 total loss                       -> ``_scdsc_terms`` in :func:`_train_scdsc`
+* section 4.2 preprocessing (bands, PCA 8, patches) -> :mod:`deepclust.data.scene`
+* eq. 1 (FINCH) mini-clusters        -> :func:`deepclust.cluster.finch.minicluster_index`
+* eq. 3  soft assignment ``S``       -> :func:`deepclust.losses.subspace.subspace_affinity`
+* eq. 4  basis dissimilarity         -> :func:`deepclust.losses.subspace.basis_constraint`
+* eq. 5  initial bases (k-means, SVD) -> :func:`deepclust.nn.subspace.initial_bases`
+* eqs. 7-10 mini-cluster KL ``L_NL`` -> :func:`deepclust.losses.minicluster.minicluster_kl`
+* eqs. 11-12 local KL ``L_L``        -> :func:`deepclust.losses.spatial.spatial_kl`
+* eq. 13 reconstruction ``L_R``, eq. 17 total loss -> ``step`` in :func:`_train_scdsc`
 * Algorithm 1 (FINCH, pretrain, k-means + SVD, joint training) -> :meth:`SCDSC._fit`
+
+The label-free rules added to the paper (each a switch, see docs/methods/scdsc.md) live with the
+model they guard: :mod:`deepclust.cluster.kmeans` (degenerate restarts, repair) and
+:mod:`deepclust.nn.subspace` (unit-norm bases, re-seeding); the epoch rule is below.
 
 Choices where the paper is silent or ambiguous (each is marked in the code):
 
@@ -64,9 +69,7 @@ from deepclust.training import History, average_buffers, fit_loop, pack_state, u
 __all__ = ["SCDSC", "confident_share", "select_epoch"]
 
 
-# --------------------------------------------------------------------------------------------
-# the label-free epoch rule
-# --------------------------------------------------------------------------------------------
+# -- the label-free epoch rule -----------------------------------------------------------------
 def confident_share(s: torch.Tensor, threshold: float = 0.9) -> float:
     """Share of rows of ``s`` (N, k) whose largest entry exceeds ``threshold``."""
     return float((s.max(dim=1).values > threshold).float().mean())
@@ -79,37 +82,14 @@ def select_epoch(shares: list[float]) -> int:
     return int(np.argmax(np.asarray(shares)))
 
 
-# --------------------------------------------------------------------------------------------
-# training
-# --------------------------------------------------------------------------------------------
+# -- training ----------------------------------------------------------------------------------
 def _train_scdsc(
-    *,
-    net: BasisClusteringNet,
-    X: torch.Tensor,
-    flat_index: torch.Tensor,
-    mask: torch.Tensor,
-    mini_index: torch.Tensor | None,
-    local: bool,
-    window: int,
-    beta: float,
-    beta1: float,
-    beta2: float,
-    epochs: int,
-    lr: float,
-    chunk_size: int | None,
-    threshold: float,
-    generator: torch.Generator,
-    history: History,
-    verbose: bool,
-    checkpoint_path: str | None = None,
-    resume: bool = False,
-    rng: np.random.Generator | None = None,
-    basis_norm: str = "penalty",
-    min_size: int = 0,
-    reseeder: ClusterReseeder | None = None,
-    device=None,
-    warmup_epochs: int = 0,
-    local_ramp_epochs: int = 0,
+    *, net: BasisClusteringNet, X: torch.Tensor, flat_index: torch.Tensor, mask: torch.Tensor,
+    mini_index: torch.Tensor | None, local: bool, window: int, beta: float, beta1: float, beta2: float,
+    epochs: int, lr: float, chunk_size: int | None, threshold: float, generator: torch.Generator,
+    history: History, verbose: bool, checkpoint_path: str | None = None, resume: bool = False,
+    rng: np.random.Generator | None = None, basis_norm: str = "penalty", min_size: int = 0,
+    reseeder: ClusterReseeder | None = None, device=None, warmup_epochs: int = 0, local_ramp_epochs: int = 0,
 ) -> dict:
     """Joint training (eq. 17), full batch; returns the selected/last states and labels.
 
@@ -144,10 +124,8 @@ def _train_scdsc(
             nl = minicluster_kl(s, mini_index, n_mini, reduction="mean", global_batch=False)
         else:  # Baseline: EDESC's pixel-level KL (every pixel its own mini-cluster)
             nl = kl_divergence(target_distribution(s), s, reduction="mean")
-        if local:  # eqs. 11-12, averaged over n*k entries
-            loc = spatial_kl(s, flat_index, mask, window, reduction="mean")
-        else:
-            loc = torch.zeros((), device=s.device)
+        # eqs. 11-12, averaged over n*k entries
+        loc = spatial_kl(s, flat_index, mask, window, reduction="mean") if local else torch.zeros((), device=s.device)
         return nl, loc
 
     def record(s: torch.Tensor) -> None:
@@ -157,16 +135,13 @@ def _train_scdsc(
         ok = bool(np.bincount(track["last_labels"], minlength=s.shape[1]).min() >= min_size)
         better = (ok and not track["best_ok"]) or (ok == track["best_ok"] and share > track["best"])
         if better:  # parameters as they produced this s (before the update)
-            track["best_ok"] = ok
             if world > 1:  # one snapshot on every rank: BatchNorm statistics averaged (linear)
                 average_buffers(net)
-            track["best"] = share
-            track["best_epoch"] = len(track["shares"]) - 1
-            track["best_state"] = copy.deepcopy(net.state_dict())
+            track.update(best_ok=ok, best=share, best_epoch=len(track["shares"]) - 1,
+                         best_state=copy.deepcopy(net.state_dict()))
 
-    def step_distributed() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The step below over this rank's pixels ``X[lo:hi]``; returns (rec, nl, loc, S, basis)
-        after the backward (``rec`` global, all tensors detached)."""
+    def step_sharded() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """This rank's step on ``X[lo:hi]`` (all pixels in one process): detached (rec, nl, loc, S, basis)."""
         between, unit = net.basis_terms()
         basis = beta * (between + unit)  # identical on every rank: averaging keeps its gradient
         if chunk >= n:
@@ -177,7 +152,8 @@ def _train_scdsc(
             nl, loc = cluster_terms(s)
             (world * rec_r + basis + beta1 * nl + ramp["beta2"] * loc).backward()
             s_all = s.detach()
-        else:  # chunked: dL/dS over all pixels, then this rank's chunks (times W, see above)
+        else:  # the full-batch gradient accumulated over chunks: dL/dS over all pixels first, then
+            # each chunk back-propagates its rows of dL/dS and its reconstruction (times W, see above)
             with torch.no_grad():
                 # rows gathered per chunk (a lazy ScenePatches input is never materialised whole)
                 s_all = ddp.gather_rows(torch.cat([net(X[lo + a : min(hi, lo + a + chunk)])[2]
@@ -185,7 +161,7 @@ def _train_scdsc(
             s_leaf = s_all.clone().requires_grad_(True)
             nl, loc = cluster_terms(s_leaf)
             (beta1 * nl + ramp["beta2"] * loc).backward()
-            g = s_leaf.grad[lo:hi]  # this rank's rows of dL/dS
+            g = s_leaf.grad[lo:hi]  # this rank's rows of d(beta1 L_NL + beta2 L_L) / dS
             rec_r = torch.zeros((), device=X.device)
             for a in range(0, hi - lo, chunk):
                 xc = X[lo + a : min(hi, lo + a + chunk)]
@@ -198,51 +174,23 @@ def _train_scdsc(
         return rec, nl.detach(), loc.detach(), s_all, basis.detach()
 
     def step(_batch) -> dict[str, torch.Tensor]:
-        if world > 1:
-            rec, nl, loc, s_all, basis = step_distributed()
+        if world > 1 or chunk < n:
+            rec, nl, loc, s_all, basis = step_sharded()
             between, unit = (t.detach() for t in net.basis_terms())
-            record(s_all)
-            return {
-                "loss": rec + basis + beta1 * nl + ramp["beta2"] * loc, "rec": rec,
-                "basis_between": between, "basis_unit": unit, "nonlocal": nl, "local": loc,
-                "confident_share": torch.tensor(track["shares"][-1]),
-            }
-        between, unit = net.basis_terms()
-        basis = beta * (between + unit)  # eq. 4 terms, weight beta = 1e-3 each
-        if chunk >= n:  # faithful full-batch step
+            total = rec + basis + beta1 * nl + ramp["beta2"] * loc
+        else:  # faithful full-batch step
+            between, unit = net.basis_terms()
+            basis = beta * (between + unit)  # eq. 4 terms, weight beta = 1e-3 each
             z, x_hat, s = net(X)
             rec = F.mse_loss(x_hat, X)  # eq. 13 (entry mean, see module notes)
             nl, loc = cluster_terms(s)
             total = rec + basis + beta1 * nl + ramp["beta2"] * loc  # eq. 17
             total.backward()
             s_all = s.detach()
-        else:  # the same gradient accumulated over chunks
-            with torch.no_grad():
-                s_all = torch.cat([net(X[a : a + chunk])[2] for a in range(0, n, chunk)])
-            s_leaf = s_all.clone().requires_grad_(True)
-            nl, loc = cluster_terms(s_leaf)
-            (beta1 * nl + ramp["beta2"] * loc).backward()
-            g = s_leaf.grad  # d(beta1 L_NL + beta2 L_L) / dS, (N, k)
-            rec_sum = torch.zeros((), device=X.device)
-            for a in range(0, n, chunk):
-                xc = X[a : a + chunk]
-                _, x_hat, s_c = net(xc)
-                rec_c = F.mse_loss(x_hat, xc, reduction="sum") / X.numel()
-                (rec_c + (g[a : a + chunk] * s_c).sum()).backward()
-                rec_sum = rec_sum + rec_c.detach()
-            basis.backward()
-            rec = rec_sum
-            total = rec + basis.detach() + beta1 * nl.detach() + ramp["beta2"] * loc.detach()
         record(s_all)
-        return {
-            "loss": total.detach(),
-            "rec": rec.detach(),
-            "basis_between": between.detach(),
-            "basis_unit": unit.detach(),
-            "nonlocal": nl.detach(),
-            "local": loc.detach(),
-            "confident_share": torch.tensor(track["shares"][-1]),
-        }
+        return {"loss": total.detach(), "rec": rec.detach(), "basis_between": between.detach(),
+                "basis_unit": unit.detach(), "nonlocal": nl.detach(), "local": loc.detach(),
+                "confident_share": torch.tensor(track["shares"][-1])}
 
     def before_step(global_step: int) -> None:
         if local_ramp_epochs > 0:
@@ -257,7 +205,7 @@ def _train_scdsc(
         if reseeder is not None:
             reseeder(epoch, track["last_labels"], net, X, opt, device)
             track["reseeds"], track["small_run"] = list(reseeder.events), reseeder.small_run
-        return False
+        return False  # never stops early: the epoch budget is the paper's (or the preset's)
 
     def load_extra(extra: dict) -> None:
         track.update(unpack_state(extra["track"]))
@@ -265,35 +213,20 @@ def _train_scdsc(
             reseeder.events, reseeder.small_run = list(track["reseeds"]), int(track.get("small_run", 0))
 
     fit_loop(
-        model=net,
-        optimizer=opt,
-        step=step,
-        epochs=epochs,
-        stage="train",
-        history=history,
-        batches=lambda e: [None],
-        generator=generator,
-        manual_backward=True,
-        on_batch_start=before_step,
-        on_epoch_end=after_epoch,
-        checkpoint_path=checkpoint_path,
-        checkpoint_every=1 if checkpoint_path else 0,
-        resume=resume,
-        rng=rng,
+        model=net, optimizer=opt, step=step, epochs=epochs, stage="train", history=history,
+        batches=lambda e: [None], generator=generator, manual_backward=True, on_batch_start=before_step,
+        on_epoch_end=after_epoch, checkpoint_path=checkpoint_path, checkpoint_every=1 if checkpoint_path else 0,
+        resume=resume, rng=rng, verbose=verbose,
         # the epoch-selection record (shares, best epoch, its labels and weights) is part of a
         # resumable state: without it a resumed fit could select a different epoch
-        extra_state=lambda: {"track": pack_state(track)},
-        load_extra_state=load_extra,
-        verbose=verbose,
+        extra_state=lambda: {"track": pack_state(track)}, load_extra_state=load_extra,
     )
     if basis_norm == "project":  # the final state, as every recorded one, has unit-norm bases
         project_unit_columns(net.D)
     return track
 
 
-# --------------------------------------------------------------------------------------------
-# the estimator
-# --------------------------------------------------------------------------------------------
+# -- the estimator -----------------------------------------------------------------------------
 class SCDSC(DeepClusterer):
     """SCDSC on a hyperspectral cube ``(H, W, B)`` and an optional mask of pixels to cluster.
 
@@ -318,31 +251,25 @@ class SCDSC(DeepClusterer):
     finch_patch, finch_pca, finch_level : mini-cluster features and FINCH level (1 = after the
         second iteration).
     n_subspace_dims, eta : basis vectors per subspace (5) and the affinity constant (5).
-    kmeans_n_init : int, default 30
-    kmeans_backend : {"sklearn", "faiss"}
-    threshold : float, default 0.9
-        Confidence level of the label-free epoch rule.
-    selection : {"confident", "last"}
-    checkpoint_path : str or None
-        Checkpoint file written after every epoch of pretraining and joint training (None: none).
-    resume : bool, default False
-        Continue an interrupted fit from ``checkpoint_path`` (same cube, mask and parameters).
+    kmeans_n_init, kmeans_backend : restarts (30) and backend {"sklearn", "faiss"} of the k-means.
+    threshold, selection : the label-free epoch rule: confidence level (0.9), {"confident", "last"}.
+    patch_scaling, pretrain_tol, pretrain_patience, basis_norm, init, init_repair, reseed,
+    min_cluster_share, warmup_epochs, local_ramp_epochs : the label-free rules added to the paper
+        (docs/methods/scdsc.md); the ``paper`` preset switches them off.
+    checkpoint_path, resume : checkpoint file written after every epoch (None: none); continue an
+        interrupted fit from it (same cube, mask and parameters).
     chunk_size : int or None
         None trains full-batch exactly; an int bounds memory (see module notes).
-    finch_backend : {"torch", "faiss"}
-    finch_exact : bool, default False
-        True forces FINCH's exact first-neighbour search at any size.
+    finch_backend, finch_exact : {"torch", "faiss"}; True forces the exact first-neighbour search.
     ann_threshold : int, default 200_000
-        Above this many points FINCH's first-neighbour search uses an approximate faiss
-        IVF-Flat index; the recall@1 against exact search on a sample of queries is recorded in
-        ``diagnostics_["finch_search"]``.
+        Above this many points FINCH's first-neighbour search uses an approximate faiss IVF-Flat
+        index; its recall@1 on a sample of queries is in ``diagnostics_["finch_search"]``.
     finch_pca_sample : int or None, default 200_000
         Above this many pixels the FINCH features' standardisation and PCA are fitted on a
         seeded sample of this many pixels (None: always all pixels, exact).
     kmeans_sample : int or None, default 100_000
-        Above this many pixels the initial k-means and bases are fitted on the codes of a
-        seeded sample of this many pixels, and the (N, latent) code matrix is never held
-        (None: always all codes, exact).
+        Above this many pixels the initial k-means and bases are fitted on the codes of a seeded
+        sample of this many pixels; the (N, latent) codes are never held (None: all codes, exact).
     predict_chunk : int, default 65536
         Pixels per chunk in ``predict``; memory is O(chunk) beyond the O(N) labels.
     random_state, device, verbose
@@ -413,10 +340,8 @@ class SCDSC(DeepClusterer):
             check_n_clusters(self.n_clusters, int(m.sum()))
             check_window(int(self.window), cube.shape[:2])
             mask = m
-        if self.selection not in ("confident", "last"):
-            raise ValueError(f"selection must be 'confident' or 'last', got {self.selection!r}")
-        for name, allowed in (("patch_scaling", ("global", "feature")), ("basis_norm", ("project", "penalty")),
-                              ("init", ("kmeans", "minicluster"))):
+        for name, allowed in (("selection", ("confident", "last")), ("patch_scaling", ("global", "feature")),
+                              ("basis_norm", ("project", "penalty")), ("init", ("kmeans", "minicluster"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
         if self.min_cluster_share is not None and not 0 <= float(self.min_cluster_share) < 1:
@@ -436,15 +361,14 @@ class SCDSC(DeepClusterer):
         rows, cols = np.nonzero(mask)  # row-major order
         n = rows.shape[0]
         timings: dict[str, float] = {}
-        dev = self.device_
+        dev = self.device_  # resolved by DeepClusterer.fit
 
         # Preprocessing (section 4.2): bands standardised, PCA, a patch around every pixel
         t0 = time.perf_counter()
         self.preprocessor_ = ScenePreprocessor(int(self.n_components)).fit(X)
         pca_cube = self.preprocessor_.transform(X)  # (H, W, C), small: C = 8 bands
-        # the network input is gathered per batch from the padded reduced cube; the
-        # (N, C, P, P) patch matrix exists only on the full-batch path (chunk_size=None or
-        # chunk_size >= N, where the joint step runs the network on all pixels at once)
+        # the network input is gathered per batch from the padded reduced cube; the (N, C, P, P) patch
+        # matrix exists only on the full-batch path (chunk_size None or >= N: all pixels in one step)
         source = ScenePatches(pca_cube, rows, cols, int(self.patch), device=dev)
         self.patch_mean_, self.patch_scale_ = source.feature_stats(scaling=self.patch_scaling)
         source.set_normalisation(self.patch_mean_, self.patch_scale_)
@@ -453,8 +377,7 @@ class SCDSC(DeepClusterer):
         timings["preprocess_seconds"] = time.perf_counter() - t0
 
         # Step 1: mini-clusters (FINCH) — when the non-local loss or the mini-cluster init uses them
-        mini = None
-        diag: dict = {}
+        mini, diag = None, {}
         if self.nonlocal_ or self.init == "minicluster":
             t0 = time.perf_counter()
             feats = patch_pca_features(pca_cube, rows, cols, patch=int(self.finch_patch),
@@ -519,42 +442,30 @@ class SCDSC(DeepClusterer):
         recalibrate_batchnorm(net, Xt, chunk=chunk, device=dev)
         self.labels_last_ = hard_labels(net, Xt, chunk=int(self.predict_chunk))
         use_confident = self.selection == "confident" and track["best"] > 0.0
+        self.labels_, self.selection_ = self.labels_last_, f"last epoch ({self.epochs})"
         if self.selection == "confident" and not use_confident:
             # no epoch had a single confident pixel: the rule cannot rank epochs
-            self.labels_ = self.labels_last_
-            self.selection_ = (
-                f"last epoch ({self.epochs}): no epoch had a pixel with max soft assignment > "
-                f"{self.threshold}, so the confident-share rule was undefined (label-free)"
-            )
+            self.selection_ += (f": no epoch had a pixel with max soft assignment > {self.threshold}, "
+                                "so the confident-share rule was undefined (label-free)")
         elif use_confident:
             net.load_state_dict(track["best_state"])
             recalibrate_batchnorm(net, Xt, chunk=chunk, device=dev)
             self.labels_ = hard_labels(net, Xt, chunk=int(self.predict_chunk))
-            kept = "" if track["best_ok"] or min_size == 0 else (
-                f"; no epoch kept every cluster at >= {min_size} pixels")
+            kept = "" if track["best_ok"] or min_size == 0 else f"; no epoch kept every cluster at >= {min_size} pixels"
             self.selection_ = (
                 f"epoch {track['best_epoch'] + 1} of {self.epochs}: largest share "
                 f"({track['best']:.4f}) of pixels with max soft assignment > {self.threshold}"
                 + (f" among epochs with every cluster >= {min_size} pixels" if min_size else "")
                 + f" (label-free, the authors' rule{kept}); last-epoch labels in extra_labels_['last_epoch']"
             )
-        else:
-            self.labels_ = self.labels_last_
-            self.selection_ = f"last epoch ({self.epochs})"
         self.extra_labels_ = {"last_epoch": self.labels_last_, "kmeans_init": init_labels}
-        self.model_ = net
-        self.mask_ = mask
-        self.cube_shape_ = X.shape
-        self._cube = X
+        self.model_, self.mask_, self.cube_shape_, self._cube = net, mask, X.shape, X
         self.diagnostics_ = {
-            **diag,
-            **{k_: round(v, 4) for k_, v in timings.items()},
+            **diag, **{k_: round(v, 4) for k_, v in timings.items()},
             "selected_epoch": int(track["best_epoch"]) + 1 if use_confident else int(self.epochs),
             "selected_epoch_all_clusters_kept": bool(track["best_ok"]),
-            "confident_share_selected": float(track["best"]),
-            "confident_share_last": float(track["shares"][-1]),
-            "n_pixels": int(rows.shape[0]),
-            "latent_dim": int(ae.latent_dim),
+            "confident_share_selected": float(track["best"]), "confident_share_last": float(track["shares"][-1]),
+            "n_pixels": int(rows.shape[0]), "latent_dim": int(ae.latent_dim),
         }
 
     # -- prediction ------------------------------------------------------------------------
@@ -573,10 +484,8 @@ class SCDSC(DeepClusterer):
             raise ValueError(f"predict_chunk must be a positive number of pixels, got {chunk}")
         rows, cols = np.nonzero(mask)
         pca_cube = self.preprocessor_.transform(X)  # (H, W, C)
-        source = ScenePatches(
-            pca_cube, rows, cols, int(self.patch), self.patch_mean_, self.patch_scale_,
-            device=self.device_,
-        )
+        source = ScenePatches(pca_cube, rows, cols, int(self.patch), self.patch_mean_, self.patch_scale_,
+                              device=self.device_)
         return hard_labels(self.model_, source, chunk=chunk)
 
     def predict_scene(self, X=None) -> np.ndarray:
@@ -585,5 +494,4 @@ class SCDSC(DeepClusterer):
 
         check_is_fitted(self, "labels_")
         cube = self._cube if X is None else X
-        labels = self.predict(cube)
-        return labels.reshape(cube.shape[:2])
+        return self.predict(cube).reshape(cube.shape[:2])
