@@ -237,7 +237,7 @@ def test_ucmerced_from_originals_folder_and_zip(tmp_path):
     import zipfile
 
     from deepclust.data import ChecksumError
-    from deepclust.data.registry import ucmerced_from_originals
+    from deepclust.data.loaders import ucmerced_from_originals
 
     files = _tif_tree(tmp_path, np.random.default_rng(0))
     listing = "".join(
@@ -305,3 +305,68 @@ def test_wrong_file_in_place_of_a_catalog_npz(isolated, tmp_path, monkeypatch):
     monkeypatch.setitem(CATALOG, "usps", dataclasses.replace(entry, files=(unverified,)))
     with pytest.warns(UserWarning), pytest.raises(ValueError, match="lacks the arrays x_train"):
         load_dataset("usps", data_dir=tmp_path)
+
+
+# -- the catalog file ------------------------------------------------------------------------
+_ROW = """
+[[dataset]]
+name = "tiny-scene"
+kind = "scene"
+description = "a scene added by one row"
+n_samples = 12
+n_classes = 2
+shape = [4, 5, "unknown"]
+loader = "scene"
+citation = "nobody"
+licence = "none"
+
+[[dataset.files]]
+path = "hsi/Tiny/tiny.mat"
+checksums = ["sha256:{sha}"]
+size = 1_234
+
+[[dataset.files.alternatives]]
+path = "hsi/Tiny/tiny_copy.mat"
+
+[[dataset.files]]
+path = "hsi/Tiny/tiny_gt.mat"
+""".replace("{sha}", "ab" * 32)
+
+
+def test_adding_a_dataset_is_adding_a_row():
+    from deepclust.data.loaders import LOADERS
+    from deepclust.data.registry import read_catalog
+
+    (entry,) = read_catalog(_ROW).values()
+    assert entry.name == "tiny-scene" and entry.shape == (4, 5, None) and entry.loader is LOADERS["scene"]
+    assert [f.path for f in entry.files] == ["hsi/Tiny/tiny.mat", "hsi/Tiny/tiny_gt.mat"]
+    assert entry.files[0].size == 1234 and entry.files[0].checksums == ("sha256:" + "ab" * 32,)
+    assert entry.files[0].alternatives[0].path == "hsi/Tiny/tiny_copy.mat"
+    assert entry.class_names is None and entry.homepage == ""
+
+
+@pytest.mark.parametrize(
+    "edit, match",
+    [
+        (('loader = "scene"', 'loader = "nope"'), "names loader 'nope'"),
+        (('licence = "none"', 'licence = "none"\nlicense = "typo"'), "unknown key"),
+        (('size = 1_234', 'sizes = 1_234'), "unknown key"),
+    ],
+)
+def test_catalog_rows_are_checked(edit, match):
+    from deepclust.data.registry import read_catalog
+
+    with pytest.raises(ValueError, match=match):
+        read_catalog(_ROW.replace(*edit))
+    with pytest.raises(ValueError, match="appears twice"):
+        read_catalog(_ROW + _ROW)
+
+
+def test_catalog_file_is_package_data():
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    pyproject = tomllib.loads((root / "pyproject.toml").read_text())
+    assert "catalog.toml" in pyproject["tool"]["setuptools"]["package-data"]["deepclust.data"]
+    assert list(CATALOG)[:3] == ["digits", "mnist", "mnist-test"] and len(CATALOG) == 13

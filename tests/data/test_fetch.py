@@ -21,7 +21,7 @@ from deepclust.data import (
     find_file,
     load_dataset,
 )
-from deepclust.data.registry import _idx_pairs
+from deepclust.data.loaders import _idx_pairs
 
 PAYLOAD = b"deepclust test payload\n" * 100
 
