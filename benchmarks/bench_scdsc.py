@@ -136,8 +136,8 @@ def task_epoch(n: int, epochs: int, chunk: int | None, out: str | None) -> None:
     from deepclust.data.scene import ScenePreprocessor
     from deepclust.data.synthetic import synthetic_scene
     from deepclust.methods.scdsc import _train_scdsc
+    from deepclust.nn import seeded_init
     from deepclust.nn.conv_ae import ConvPatchAutoencoder
-    from deepclust.nn.pretrain import seeded_init
     from deepclust.nn.subspace import BasisClusteringNet
     from deepclust.training import History
 

@@ -45,6 +45,7 @@ __all__ = [
     "map_rows",
     "broadcast_array",
     "run_on_rank0",
+    "drop_short_last",
 ]
 
 
@@ -325,6 +326,13 @@ def _comm_device() -> torch.device:
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
     return torch.device("cpu")
+
+
+def drop_short_last(n: int, batch_size: int, min_rows: int = 1) -> bool:
+    """Whether ``minibatches(n, batch_size, shard=True)`` should drop its short last batch: when it
+    would leave some rank fewer than ``min_rows`` rows (``min_rows=2`` for networks with BatchNorm,
+    which cannot train on one sample). With ``min_rows=1`` never in one process."""
+    return n >= batch_size and 0 < n % batch_size < min_rows * world_size()
 
 
 def shard_weight(n_local: int) -> float:

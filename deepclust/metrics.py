@@ -31,6 +31,7 @@ __all__ = [
     "kappa",
     "per_class_accuracy",
     "evaluate",
+    "size_summary",
 ]
 
 
@@ -167,3 +168,10 @@ def evaluate(
     if average_method != "arithmetic":
         out[f"nmi_{average_method}"] = out["nmi"]
     return out
+
+
+def size_summary(labels, n_clusters: int) -> dict:
+    """Label-free summary of a partition: how many of the ``n_clusters`` ids hold a sample, and
+    the share of the samples in the largest cluster."""
+    sizes = np.bincount(np.asarray(labels), minlength=int(n_clusters))
+    return {"n_nonempty_clusters": int((sizes > 0).sum()), "largest_cluster_share": float(sizes.max() / sizes.sum())}

@@ -158,8 +158,8 @@ def edesc_step(n: int = 11) -> dict:
     import torch
 
     from deepclust.methods.edesc import _train_edesc
+    from deepclust.nn import seeded_init
     from deepclust.nn.mlp_ae import MLPAutoencoder
-    from deepclust.nn.pretrain import seeded_init
     from deepclust.nn.subspace import BasisClusteringNet
     from deepclust.training import History
 

@@ -21,8 +21,11 @@ from torch import nn
 
 from deepclust.augment import ViewAugmenter, channel_stats, prepare_images
 from deepclust.base import DeepClusterer, check_data
-from deepclust.distributed import world_size
+from deepclust.cluster.kmeans import kmeans_codes
+from deepclust.distributed import drop_short_last
 from deepclust.losses.contrastive import cluster_contrastive_loss, instance_contrastive_loss
+from deepclust.metrics import size_summary
+from deepclust.nn import seeded_init
 from deepclust.nn.heads import ClusterHead, InstanceHead
 from deepclust.nn.resnet import ResNet
 from deepclust.training import History, fit_loop, minibatches
@@ -90,8 +93,7 @@ def _train_cc(
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     # drop a last batch of one sample (per rank when distributed): BatchNorm cannot train on it
     n = X.shape[0]
-    rem = n % cfg.batch_size
-    drop_last = 0 < rem < 2 * world_size()  # single process: rem == 1
+    drop_last = drop_short_last(n, cfg.batch_size, min_rows=2)
     return fit_loop(
         model=model,
         optimizer=optimizer,
@@ -211,8 +213,7 @@ class ContrastiveClustering(DeepClusterer):
         X = prepare_images(X)
         mean, std = channel_stats(X)
         self.channel_mean_, self.channel_std_ = mean, std
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(self.seed_)
+        with seeded_init(self.seed_):
             backbone = ResNet(
                 arch=self.arch, in_chans=X.shape[1], width=int(self.width), img_size=int(self.img_size),
                 stem=self.stem,
@@ -247,19 +248,13 @@ class ContrastiveClustering(DeepClusterer):
         self._augmenter = augmenter
         _, z, c = _embed(model, augmenter, Xt, self.device_)
         self.labels_ = c.argmax(dim=1).numpy().astype(np.int64)
-        from sklearn.cluster import KMeans
-
-        self._kmeans = KMeans(n_clusters=int(self.n_clusters), n_init=10, random_state=self.seed_).fit(
-            z.numpy().astype(np.float64)
-        )
-        self.extra_labels_ = {"kmeans_instance": self._kmeans.labels_.astype(np.int64)}
+        kmeans_labels, _ = kmeans_codes(z.numpy().astype(np.float64), int(self.n_clusters), n_init=10, seed=self.seed_)
+        self.extra_labels_ = {"kmeans_instance": kmeans_labels}
         self.selection_ = "last epoch; no model selection"
-        sizes = np.bincount(self.labels_, minlength=int(self.n_clusters))
         self.diagnostics_ = {
             "epochs": self.history_.epochs("train"),
             "final_losses": {k: v[-1] for k, v in self.history_.stages["train"].items()},
-            "n_nonempty_clusters": int((sizes > 0).sum()),
-            "largest_cluster_share": float(sizes.max() / sizes.sum()),
+            **size_summary(self.labels_, int(self.n_clusters)),
         }
 
     def _predict(self, X: np.ndarray) -> np.ndarray:

@@ -28,8 +28,9 @@ from deepclust.base import DeepClusterer
 from deepclust.cluster.kmeans import kmeans_codes
 from deepclust.cluster.subspace import init_bases
 from deepclust.losses.dec import kl_divergence, target_distribution
+from deepclust.nn import seeded_init
 from deepclust.nn.mlp_ae import MLPAutoencoder
-from deepclust.nn.pretrain import encode_all, pretrain_autoencoder, seeded_init
+from deepclust.nn.pretrain import encode_all, pretrain_autoencoder
 from deepclust.nn.subspace import BasisClusteringNet
 from deepclust.training import History, fit_loop, minibatches
 
@@ -56,7 +57,7 @@ def _train_edesc(
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     n = X.shape[0]
     distributed = ddp.world_size() > 1
-    drop_last = n >= batch_size and 0 < n % batch_size < ddp.world_size()  # never in one process
+    drop_last = ddp.drop_short_last(n, batch_size)  # no rank left without rows (never in one process)
 
     def step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
         x = X[idx].to(device)
@@ -171,42 +172,19 @@ class EDESC(DeepClusterer):
             ae = MLPAutoencoder(X.shape[1], hidden=tuple(self.hidden), latent=int(self.latent))
         net = BasisClusteringNet(ae, n_clusters=k, d=d, eta=float(self.eta)).to(self.device_)
         history = History()
-        pretrain_autoencoder(
-            ae=ae,
-            X=Xt,
-            epochs=int(self.pretrain_epochs),
-            batch_size=int(self.batch_size),
-            lr=float(self.pretrain_lr),
-            generator=self._torch_gen,
-            device=self.device_,
-            history=history,
-            verbose=self.verbose,
-            checkpoint_path=self.checkpoint_path,
-            resume=bool(self.resume),
-            rng=self._rng,
-        )
+        # the settings both stages share: generators, history, progress, checkpoints
+        run = dict(generator=self._torch_gen, device=self.device_, history=history, verbose=self.verbose,
+                   checkpoint_path=self.checkpoint_path, resume=bool(self.resume), rng=self._rng)
+        pretrain_autoencoder(ae=ae, X=Xt, epochs=int(self.pretrain_epochs), batch_size=int(self.batch_size),
+                             lr=float(self.pretrain_lr), **run)
         z = encode_all(ae, Xt, batch_size=4096, device=self.device_)
         init_labels, _ = ddp.run_on_rank0(  # rank 0's k-means on every rank
             lambda: kmeans_codes(z, k, n_init=int(self.kmeans_n_init), seed=self.seed_)
         )
         with torch.no_grad():
             net.D.copy_(torch.from_numpy(init_bases(z, init_labels, k, d, rng=self._rng)))
-        _train_edesc(
-            net=net,
-            X=Xt,
-            epochs=int(self.epochs),
-            batch_size=int(self.batch_size),
-            lr=float(self.lr),
-            kl_weight=float(self.kl_weight),
-            basis_weight=float(self.basis_weight),
-            generator=self._torch_gen,
-            device=self.device_,
-            history=history,
-            verbose=self.verbose,
-            checkpoint_path=self.checkpoint_path,
-            resume=bool(self.resume),
-            rng=self._rng,
-        )
+        _train_edesc(net=net, X=Xt, epochs=int(self.epochs), batch_size=int(self.batch_size), lr=float(self.lr),
+                     kl_weight=float(self.kl_weight), basis_weight=float(self.basis_weight), **run)
         self.model_ = net
         self.history_ = history
         self.labels_ = ddp.broadcast_array(self._predict(X))  # rank 0's labels on every rank

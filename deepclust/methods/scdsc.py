@@ -54,8 +54,9 @@ from deepclust.data.scene import ScenePatches, ScenePreprocessor, patch_pca_feat
 from deepclust.losses.dec import kl_divergence, target_distribution
 from deepclust.losses.minicluster import minicluster_kl
 from deepclust.losses.spatial import check_window, spatial_kl
+from deepclust.nn import seeded_init
 from deepclust.nn.conv_ae import ConvPatchAutoencoder
-from deepclust.nn.pretrain import pretrain_autoencoder, seeded_init
+from deepclust.nn.pretrain import pretrain_autoencoder
 from deepclust.nn.subspace import (
     BasisClusteringNet,
     ClusterReseeder,

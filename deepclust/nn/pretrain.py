@@ -1,6 +1,5 @@
 """Autoencoder stages shared by the methods built on a pretrained autoencoder.
 
-* :func:`seeded_init`: initial weights drawn from a local seed (the global generator restored);
 * :func:`pretrain_autoencoder`: reconstruction (MSE) pretraining through the one training loop,
   ended by a label-free plateau rule or the epoch cap;
 * :func:`encode_all`: the codes of every sample in eval mode, in batches (and shards under a
@@ -8,8 +7,6 @@
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import numpy as np
 import torch
@@ -20,16 +17,7 @@ from deepclust import distributed as ddp
 from deepclust.stopping import plateau_rule
 from deepclust.training import History, fit_loop, minibatches
 
-__all__ = ["encode_all", "pretrain_autoencoder", "seeded_init"]
-
-
-@contextlib.contextmanager
-def seeded_init(seed: int):
-    """Seed torch's default generator for weight initialisation only, restoring it afterwards
-    (layers draw their initial weights from the global generator; this keeps that local)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
+__all__ = ["encode_all", "pretrain_autoencoder"]
 
 
 @torch.no_grad()
@@ -82,7 +70,7 @@ def pretrain_autoencoder(
     opt = torch.optim.Adam(ae.parameters(), lr=lr)
     n = X.shape[0]
     distributed = ddp.world_size() > 1
-    drop_last = n >= batch_size and 0 < n % batch_size < ddp.world_size()  # never in one process
+    drop_last = ddp.drop_short_last(n, batch_size)  # no rank left without rows (never in one process)
 
     def step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
         x = X[idx].to(device)

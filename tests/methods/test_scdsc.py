@@ -5,8 +5,8 @@ import torch
 from deepclust.data.hsi import extract_patches
 from deepclust.data.scene import patch_pca_features
 from deepclust.methods.scdsc import SCDSC, _train_scdsc, confident_share, select_epoch
+from deepclust.nn import seeded_init
 from deepclust.nn.mlp_ae import MLPAutoencoder
-from deepclust.nn.pretrain import seeded_init
 from deepclust.nn.subspace import BasisClusteringNet
 from deepclust.training import History
 

@@ -9,9 +9,9 @@ import torch
 from deepclust.cluster.kmeans import kmeans_nondegenerate, min_cluster_size, repair_partition
 from deepclust.data.scene import ScenePatches
 from deepclust.methods.scdsc import SCDSC
+from deepclust.nn import seeded_init
 from deepclust.nn.conv_ae import ConvPatchAutoencoder
 from deepclust.nn.mlp_ae import MLPAutoencoder
-from deepclust.nn.pretrain import seeded_init
 from deepclust.nn.subspace import BasisClusteringNet, ClusterReseeder, project_unit_columns, recalibrate_batchnorm
 from deepclust.stopping import plateau_reached
 
