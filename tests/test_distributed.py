@@ -115,3 +115,11 @@ def test_cli_run_with_two_local_processes(tmp_path, monkeypatch):
     again = json.loads((out1 / "metrics.json").read_text())
     assert again["nproc"] == 1 and again["checkpoint"]["resumed"] is True
     np.testing.assert_array_equal(np.load(out1 / "labels.npy"), np.load(out / "labels.npy"))
+
+
+def test_drop_short_last_in_one_process():
+    from deepclust.distributed import drop_short_last
+
+    assert not drop_short_last(10, 4)  # a last batch of 2 rows: one process needs >= 1
+    assert drop_short_last(9, 4, min_rows=2)  # a last batch of 1 row: BatchNorm needs >= 2
+    assert not drop_short_last(3, 4, min_rows=2)  # one batch only: never dropped

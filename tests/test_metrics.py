@@ -123,3 +123,9 @@ def test_fuzz_permutation_invariance_and_bounds(ys, rnd):
     # one cluster alone can always be matched to the class it overlaps most
     table, _, _ = M.contingency(y, p)
     assert r1["acc"] >= table.max() / y.size - 1e-12
+
+
+def test_size_summary_hand_computed():
+    from deepclust.metrics import size_summary
+
+    assert size_summary([0, 0, 0, 2], 4) == {"n_nonempty_clusters": 2, "largest_cluster_share": 0.75}
