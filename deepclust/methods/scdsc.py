@@ -11,10 +11,11 @@ Li, Nadisic, Huang, Deligiannis, Pizurica (paper ``000_2a1b3e70c0180514``). Equa
 * eqs. 11-12 local KL ``L_L``        -> :func:`deepclust.losses.spatial.spatial_kl`
 * eq. 13 reconstruction ``L_R``, eq. 17 total loss -> ``step`` in :func:`_train_scdsc`
 * Algorithm 1 (FINCH, pretrain, k-means + SVD, joint training) -> :meth:`SCDSC._fit`
+* the authors' epoch rule (largest confident share) -> :func:`deepclust.stopping.select_epoch`
 
 The label-free rules added to the paper (each a switch, see docs/methods/scdsc.md) live with the
-model they guard: :mod:`deepclust.cluster.kmeans` (degenerate restarts, repair) and
-:mod:`deepclust.nn.subspace` (unit-norm bases, re-seeding); the epoch rule is below.
+model they guard: :mod:`deepclust.cluster.kmeans` (degenerate restarts, repair),
+:mod:`deepclust.nn.subspace` (unit-norm bases, re-seeding), :mod:`deepclust.stopping` (epochs).
 
 Choices where the paper is silent or ambiguous (each is marked in the code):
 
@@ -65,22 +66,10 @@ from deepclust.nn.subspace import (
     project_unit_columns,
     recalibrate_batchnorm,
 )
+from deepclust.stopping import confident_share, partition_settled, push_partition, select_epoch
 from deepclust.training import History, average_buffers, fit_loop, pack_state, unpack_state
 
 __all__ = ["SCDSC", "confident_share", "select_epoch"]
-
-
-# -- the label-free epoch rule -----------------------------------------------------------------
-def confident_share(s: torch.Tensor, threshold: float = 0.9) -> float:
-    """Share of rows of ``s`` (N, k) whose largest entry exceeds ``threshold``."""
-    return float((s.max(dim=1).values > threshold).float().mean())
-
-
-def select_epoch(shares: list[float]) -> int:
-    """Index of the epoch with the largest confident share (first one on ties)."""
-    if not shares:
-        raise ValueError("no epoch to select from")
-    return int(np.argmax(np.asarray(shares)))
 
 
 # -- training ----------------------------------------------------------------------------------
@@ -91,27 +80,25 @@ def _train_scdsc(
     history: History, verbose: bool, checkpoint_path: str | None = None, resume: bool = False,
     rng: np.random.Generator | None = None, basis_norm: str = "penalty", min_size: int = 0,
     reseeder: ClusterReseeder | None = None, device=None, warmup_epochs: int = 0, local_ramp_epochs: int = 0,
+    stop_tol: float | None = None, stop_patience: int = 10,
 ) -> dict:
     """Joint training (eq. 17), full batch; returns the selected/last states and labels.
 
-    ``basis_norm="project"`` rescales the basis vectors to unit norm before every step (after
-    the previous optimizer step); ``"penalty"`` leaves it to eq. 4's unit term alone.
-    ``min_size``: epochs whose hard partition has a cluster smaller than this are selected only
-    when no epoch without one exists. ``reseeder`` (optional) re-seeds a dying cluster after an
-    epoch (:class:`ClusterReseeder`). ``warmup_epochs``: the learning rate rises linearly from
-    ``lr / (warmup_epochs + 1)`` to ``lr`` over the first steps (one step per epoch; 0: constant).
-    ``local_ramp_epochs``: the local weight rises linearly from ``beta2 / (local_ramp_epochs + 1)``
-    to ``beta2`` over the first epochs (0: ``beta2`` throughout, as the paper).
+    The rules' arguments are :class:`SCDSC`'s (docs/methods/scdsc.md): ``basis_norm`` (unit-norm
+    bases before every step, or eq. 4's penalty alone), ``min_size`` (epochs that lost a cluster
+    rank last), ``reseeder``, ``warmup_epochs`` and ``local_ramp_epochs`` (linear ramps of the lr
+    and of beta2 over the first epochs; 0: constant, as the paper), ``stop_tol`` and
+    ``stop_patience`` (:func:`deepclust.stopping.partition_settled`; None: all ``epochs``).
     """
-    beta2_full = beta2
-    ramp = {"beta2": beta2}
+    beta2_full, ramp = beta2, {"beta2": beta2}
     n = X.shape[0]
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     n_mini = int(mini_index.max()) + 1 if mini_index is not None else None
     chunk = n if chunk_size is None else max(1, min(int(chunk_size), n))
     # "best_ok": whether the selected epoch's partition kept every cluster at >= min_size pixels;
     # such epochs rank above all others, then the confident share decides (label-free)
-    track: dict = {"shares": [], "best": -1.0, "best_ok": False, "reseeds": []}
+    track: dict = {"shares": [], "best": -1.0, "best_ok": False, "reseeds": [], "changes": [], "window": [],
+                   "window_changes": []}
     # Distributed (--nproc): each rank forwards its contiguous shard of the pixels; the soft
     # assignments S are gathered (with gradient) in pixel order, so the mini-cluster means
     # (eqs. 7-9) and the spatial filter (eqs. 11-12) see all pixels and every rank computes the
@@ -203,10 +190,19 @@ def _train_scdsc(
             project_unit_columns(net.D)
 
     def after_epoch(epoch: int, _means: dict) -> bool:
+        change = push_partition(track["window"], track["last_labels"], keep=stop_patience + 1)
+        track["changes"] += [] if change is None else [change]  # share of pixels relabelled
         if reseeder is not None:
+            n_events = len(reseeder.events)
             reseeder(epoch, track["last_labels"], net, X, opt, device)
             track["reseeds"], track["small_run"] = list(reseeder.events), reseeder.small_run
-        return False  # never stops early: the epoch budget is the paper's (or the preset's)
+            if len(reseeder.events) > n_events:  # a re-seed restarts the convergence window
+                track["window"].clear()
+        settled, changed = (False, None) if stop_tol is None else partition_settled(  # None: the budget
+            track["window"], tol=stop_tol, patience=stop_patience)
+        track["window_changes"] += [] if changed is None else [changed]
+        track["stopped_at"] = epoch + 1 if settled else None
+        return settled
 
     def load_extra(extra: dict) -> None:
         track.update(unpack_state(extra["track"]))
@@ -255,7 +251,8 @@ class SCDSC(DeepClusterer):
     kmeans_n_init, kmeans_backend : restarts (30) and backend {"sklearn", "faiss"} of the k-means.
     threshold, selection : the label-free epoch rule: confidence level (0.9), {"confident", "last"}.
     patch_scaling, pretrain_tol, pretrain_patience, basis_norm, init, init_repair, reseed,
-    min_cluster_share, warmup_epochs, local_ramp_epochs : the label-free rules added to the paper
+    min_cluster_share, warmup_epochs, local_ramp_epochs, stop_tol, stop_patience : the label-free
+        rules added to the paper
         (docs/methods/scdsc.md); the ``paper`` preset switches them off.
     checkpoint_path, resume : checkpoint file written after every epoch (None: none); continue an
         interrupted fit from it (same cube, mask and parameters).
@@ -308,6 +305,7 @@ class SCDSC(DeepClusterer):
         # the rules that keep every cluster alive
         basis_norm: Literal["project", "penalty"] = "project", reseed: bool = True,
         min_cluster_share: float | None = 0.1, warmup_epochs: int = 0, local_ramp_epochs: int = 0,
+        stop_tol: float | None = None, stop_patience: int = 10,
         # prediction and the run
         predict_chunk: int = 65536, checkpoint_path: str | None = None, resume: bool = False,
         random_state: int | None = None, device: str = "auto", verbose: bool = False,
@@ -328,6 +326,7 @@ class SCDSC(DeepClusterer):
         self.kmeans_sample, self.init_repair = kmeans_sample, init_repair
         self.basis_norm, self.reseed, self.min_cluster_share = basis_norm, reseed, min_cluster_share
         self.warmup_epochs, self.local_ramp_epochs = warmup_epochs, local_ramp_epochs
+        self.stop_tol, self.stop_patience = stop_tol, stop_patience
         self.predict_chunk, self.checkpoint_path, self.resume = predict_chunk, checkpoint_path, resume
         self.random_state, self.device, self.verbose = random_state, device, verbose
 
@@ -349,6 +348,9 @@ class SCDSC(DeepClusterer):
             raise ValueError(f"min_cluster_share must be in [0, 1) or None, got {self.min_cluster_share}")
         if self.pretrain_tol is not None and float(self.pretrain_tol) < 0:
             raise ValueError(f"pretrain_tol must be >= 0 or None, got {self.pretrain_tol}")
+        if (self.stop_tol is not None and not 0 <= float(self.stop_tol) < 1) or int(self.stop_patience) < 1:
+            raise ValueError(f"stop_tol must be a share in [0, 1) or None and stop_patience >= 1 epoch, got "
+                             f"stop_tol={self.stop_tol}, stop_patience={self.stop_patience}")
         return super().fit(X, y, mask=mask)
 
     # -- training --------------------------------------------------------------------------
@@ -430,9 +432,11 @@ class SCDSC(DeepClusterer):
             epochs=int(self.epochs), lr=float(self.lr), chunk_size=self.chunk_size, threshold=float(self.threshold),
             basis_norm=self.basis_norm, min_size=min_size, device=dev,
             reseeder=reseeder if self.reseed and min_size > 0 else None,
-            warmup_epochs=int(self.warmup_epochs), local_ramp_epochs=int(self.local_ramp_epochs), **run)
+            warmup_epochs=int(self.warmup_epochs), local_ramp_epochs=int(self.local_ramp_epochs),
+            stop_tol=self.stop_tol, stop_patience=int(self.stop_patience), **run)
         timings["train_seconds"] = time.perf_counter() - t0
-        timings["seconds_per_epoch"] = timings["train_seconds"] / int(self.epochs)
+        epochs_run = len(track["shares"])  # fewer than ``epochs`` when stop_tol ended the stage
+        timings["seconds_per_epoch"] = timings["train_seconds"] / max(1, epochs_run)
         diag["reseeds"] = list(track["reseeds"])
 
         # The reported labels are computed exactly as ``predict`` computes them: the network in
@@ -443,7 +447,7 @@ class SCDSC(DeepClusterer):
         recalibrate_batchnorm(net, Xt, chunk=chunk, device=dev)
         self.labels_last_ = hard_labels(net, Xt, chunk=int(self.predict_chunk))
         use_confident = self.selection == "confident" and track["best"] > 0.0
-        self.labels_, self.selection_ = self.labels_last_, f"last epoch ({self.epochs})"
+        self.labels_, self.selection_ = self.labels_last_, f"last epoch ({epochs_run})"
         if self.selection == "confident" and not use_confident:
             # no epoch had a single confident pixel: the rule cannot rank epochs
             self.selection_ += (f": no epoch had a pixel with max soft assignment > {self.threshold}, "
@@ -454,7 +458,7 @@ class SCDSC(DeepClusterer):
             self.labels_ = hard_labels(net, Xt, chunk=int(self.predict_chunk))
             kept = "" if track["best_ok"] or min_size == 0 else f"; no epoch kept every cluster at >= {min_size} pixels"
             self.selection_ = (
-                f"epoch {track['best_epoch'] + 1} of {self.epochs}: largest share "
+                f"epoch {track['best_epoch'] + 1} of {epochs_run}: largest share "
                 f"({track['best']:.4f}) of pixels with max soft assignment > {self.threshold}"
                 + (f" among epochs with every cluster >= {min_size} pixels" if min_size else "")
                 + f" (label-free, the authors' rule{kept}); last-epoch labels in extra_labels_['last_epoch']"
@@ -463,7 +467,10 @@ class SCDSC(DeepClusterer):
         self.model_, self.mask_, self.cube_shape_, self._cube = net, mask, X.shape, X
         self.diagnostics_ = {
             **diag, **{k_: round(v, 4) for k_, v in timings.items()},
-            "selected_epoch": int(track["best_epoch"]) + 1 if use_confident else int(self.epochs),
+            "selected_epoch": int(track["best_epoch"]) + 1 if use_confident else epochs_run,
+            "epochs_run": epochs_run, "stopped_early": bool(track.get("stopped_at")),
+            "label_change_per_epoch": [round(c, 5) for c in track["changes"]],
+            "label_change_over_window": [round(c, 5) for c in track["window_changes"]],
             "selected_epoch_all_clusters_kept": bool(track["best_ok"]),
             "confident_share_selected": float(track["best"]), "confident_share_last": float(track["shares"][-1]),
             "n_pixels": int(rows.shape[0]), "latent_dim": int(ae.latent_dim),

@@ -182,3 +182,38 @@ def test_every_switch_off_is_the_faithful_path_and_bad_values_are_refused():
                 dict(min_cluster_share=1.5), dict(pretrain_tol=-0.1)):
         with pytest.raises(ValueError):
             SCDSC(n_clusters=3, **bad, **TINY).fit(cube, mask=mask)
+
+
+def test_partition_settled_compares_with_the_partition_patience_epochs_ago():
+    from deepclust.stopping import partition_settled, push_partition
+
+    a = np.zeros(1000, dtype=np.int16)
+    drift = [a.copy() for _ in range(4)]
+    for t, part in enumerate(drift):  # 1 pixel more moves each epoch: 0.1 % per epoch
+        part[:t] = 1
+    assert partition_settled(drift[:3], tol=0.002, patience=3) == (False, None)  # too few yet
+    # every single epoch changes 0.1 % < 0.2 %, but over 3 epochs 0.3 % moved: not settled
+    assert partition_settled(drift, tol=0.002, patience=3) == (False, 0.003)
+    assert partition_settled(drift, tol=0.004, patience=3) == (True, 0.003)
+    assert partition_settled([a, a, a, a], tol=0.001, patience=3) == (True, 0.0)
+    window: list = []
+    assert push_partition(window, a, keep=2) is None
+    assert push_partition(window, drift[3], keep=2) == 0.003 and len(window) == 2
+    assert push_partition(window, a, keep=2) == 0.003 and window[0].dtype == np.int16
+    with pytest.raises(ValueError, match="patience"):
+        partition_settled([a], tol=0.001, patience=0)
+
+
+def test_joint_stage_stops_once_the_partition_settles():
+    cube, _, mask = tiny_scene()
+    # a tolerance near 1 (any change counts as settled) stops once `patience` + 1 epochs are held
+    m = SCDSC(n_clusters=3, random_state=0, **{**TINY, "epochs": 8}, stop_tol=0.999, stop_patience=2,
+              reseed=False).fit(cube, mask=mask)
+    assert m.diagnostics_["stopped_early"] and m.diagnostics_["epochs_run"] == 3
+    assert len(m.history_.stages["train"]["loss"]) == 3
+    np.testing.assert_array_equal(m.labels_, m.predict(cube, mask=mask))
+    m2 = SCDSC(n_clusters=3, random_state=0, **TINY).fit(cube, mask=mask)  # None: every epoch runs
+    assert not m2.diagnostics_["stopped_early"] and m2.diagnostics_["epochs_run"] == TINY["epochs"]
+    for bad in (dict(stop_tol=1.5), dict(stop_tol=0.001, stop_patience=0)):
+        with pytest.raises(ValueError, match="stop_"):
+            SCDSC(n_clusters=3, **bad, **TINY).fit(cube, mask=mask)
