@@ -11,7 +11,6 @@ Li, Nadisic, Huang, Deligiannis, Pizurica (paper ``000_2a1b3e70c0180514``). Equa
 * eqs. 11-12 local KL ``L_L``        -> :func:`deepclust.losses.spatial.spatial_kl`
 * eq. 13 reconstruction ``L_R``, eq. 17 total loss -> ``step`` in :func:`_train_scdsc`
 * Algorithm 1 (FINCH, pretrain, k-means + SVD, joint training) -> :meth:`SCDSC._fit`
-* the authors' epoch rule (largest confident share) -> :func:`deepclust.stopping.select_epoch`
 
 The label-free rules added to the paper (each a switch, see docs/methods/scdsc.md) live with the
 model they guard: :mod:`deepclust.cluster.kmeans` (degenerate restarts, repair),
@@ -97,8 +96,8 @@ def _train_scdsc(
     chunk = n if chunk_size is None else max(1, min(int(chunk_size), n))
     # "best_ok": whether the selected epoch's partition kept every cluster at >= min_size pixels;
     # such epochs rank above all others, then the confident share decides (label-free)
-    track: dict = {"shares": [], "best": -1.0, "best_ok": False, "reseeds": [], "changes": [], "window": [],
-                   "window_changes": []}
+    track: dict = {"shares": [], "best": -1.0, "best_ok": False, "reseeds": []}
+    track.update(changes=[], window=[], window_changes=[])  # the partition's movement (stop_tol)
     # Distributed (--nproc): each rank forwards its contiguous shard of the pixels; the soft
     # assignments S are gathered (with gradient) in pixel order, so the mini-cluster means
     # (eqs. 7-9) and the spatial filter (eqs. 11-12) see all pixels and every rank computes the
@@ -190,19 +189,15 @@ def _train_scdsc(
             project_unit_columns(net.D)
 
     def after_epoch(epoch: int, _means: dict) -> bool:
-        change = push_partition(track["window"], track["last_labels"], keep=stop_patience + 1)
-        track["changes"] += [] if change is None else [change]  # share of pixels relabelled
+        track["changes"].append(push_partition(track["window"], track["last_labels"], keep=stop_patience + 1))
         if reseeder is not None:
-            n_events = len(reseeder.events)
-            reseeder(epoch, track["last_labels"], net, X, opt, device)
+            if reseeder(epoch, track["last_labels"], net, X, opt, device):  # True: a cluster re-seeded,
+                track["window"].clear()  # which restarts the convergence window
             track["reseeds"], track["small_run"] = list(reseeder.events), reseeder.small_run
-            if len(reseeder.events) > n_events:  # a re-seed restarts the convergence window
-                track["window"].clear()
-        settled, changed = (False, None) if stop_tol is None else partition_settled(  # None: the budget
-            track["window"], tol=stop_tol, patience=stop_patience)
-        track["window_changes"] += [] if changed is None else [changed]
-        track["stopped_at"] = epoch + 1 if settled else None
-        return settled
+        settled, changed = partition_settled(track["window"], tol=stop_tol or 0.0, patience=stop_patience)
+        track["window_changes"].append(changed)  # stop_tol None: never settled, the budget decides
+        track["stopped_at"] = epoch + 1 if settled and stop_tol is not None else None
+        return track["stopped_at"] is not None
 
     def load_extra(extra: dict) -> None:
         track.update(unpack_state(extra["track"]))
@@ -252,8 +247,7 @@ class SCDSC(DeepClusterer):
     threshold, selection : the label-free epoch rule: confidence level (0.9), {"confident", "last"}.
     patch_scaling, pretrain_tol, pretrain_patience, basis_norm, init, init_repair, reseed,
     min_cluster_share, warmup_epochs, local_ramp_epochs, stop_tol, stop_patience : the label-free
-        rules added to the paper
-        (docs/methods/scdsc.md); the ``paper`` preset switches them off.
+        rules added to the paper (docs/methods/scdsc.md); the ``paper`` preset switches them off.
     checkpoint_path, resume : checkpoint file written after every epoch (None: none); continue an
         interrupted fit from it (same cube, mask and parameters).
     chunk_size : int or None
@@ -469,8 +463,8 @@ class SCDSC(DeepClusterer):
             **diag, **{k_: round(v, 4) for k_, v in timings.items()},
             "selected_epoch": int(track["best_epoch"]) + 1 if use_confident else epochs_run,
             "epochs_run": epochs_run, "stopped_early": bool(track.get("stopped_at")),
-            "label_change_per_epoch": [round(c, 5) for c in track["changes"]],
-            "label_change_over_window": [round(c, 5) for c in track["window_changes"]],
+            **{f"label_change_{key}": [round(c, 5) for c in track[name] if c is not None]
+               for key, name in (("per_epoch", "changes"), ("over_window", "window_changes"))},
             "selected_epoch_all_clusters_kept": bool(track["best_ok"]),
             "confident_share_selected": float(track["best"]), "confident_share_last": float(track["shares"][-1]),
             "n_pixels": int(rows.shape[0]), "latent_dim": int(ae.latent_dim),
