@@ -25,6 +25,7 @@ from sklearn.base import BaseEstimator, ClusterMixin
 
 from deepclust.data import hsi
 from deepclust.data.hsi import check_mask, is_large_scene, iter_row_tiles
+from deepclust.training import default_precision, resolve_precision
 
 InputKind = Literal["vectors", "images", "scene", "any"]
 
@@ -61,6 +62,12 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
         raise ValueError(
             f"device={device!r} was requested but this torch build sees no CUDA device; "
             "use device='auto' or 'cpu'"
+        )
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise ValueError(
+            f"device={device!r} was requested but torch sees {n} CUDA device(s) "
+            f"(cuda:0{f' to cuda:{n - 1}' if n > 1 else ''}); check CUDA_VISIBLE_DEVICES"
         )
     return dev
 
@@ -257,7 +264,9 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
 
     ``fit`` validates ``X`` with :func:`check_data`, checks ``n_clusters``, resolves the device,
     builds the local generators (``self._rng``, ``self._torch_gen``) and records
-    ``fit_seconds_``, ``device_`` and ``seed_``.
+    ``fit_seconds_``, ``device_``, ``precision_`` and ``seed_``. Deep methods take
+    ``precision="fp32" | "bf16" | "auto"``: their training steps run under bf16 autocast on CUDA
+    when it resolves to bf16 (:func:`deepclust.training.resolve_precision`).
     """
 
     input_kind: InputKind = "any"
@@ -280,10 +289,14 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
             check_n_clusters(self.n_clusters, n_samples)
         check_not_constant(X, kind=self.input_kind, mask=fit_params.get("mask"))
         self.device_ = resolve_device(getattr(self, "device", "cpu"))
+        # the precision the training steps run in ("bf16" autocast on CUDA or "fp32", see
+        # deepclust.training.resolve_precision); estimators without the parameter train in fp32
+        self.precision_ = resolve_precision(getattr(self, "precision", "fp32"), self.device_)
         self._rng, self._torch_gen, self.seed_ = make_generators(getattr(self, "random_state", None))
         self._prepare_checkpoint()
         start = time.perf_counter()
-        self._fit(X, **fit_params)
+        with default_precision(self.precision_):
+            self._fit(X, **fit_params)
         self.fit_seconds_ = time.perf_counter() - start
         self.n_features_in_ = int(np.prod(X.shape[1:])) if self.input_kind != "scene" else X.shape[-1]
         return self

@@ -35,15 +35,23 @@ __all__ = [
 ]
 
 
+def _as_array(a) -> np.ndarray:
+    """A numpy array of ``a``; torch tensors on any device (a CUDA tensor has no ``__array__``
+    that numpy can use) are copied to the host first."""
+    if hasattr(a, "detach") and hasattr(a, "cpu"):  # a torch tensor, without importing torch
+        a = a.detach().cpu().numpy()
+    return np.asarray(a)
+
+
 def _check_pair(y_true, y_pred, mask=None) -> tuple[np.ndarray, np.ndarray]:
-    y_true = np.asarray(y_true)
-    y_pred = np.asarray(y_pred)
+    y_true = _as_array(y_true)
+    y_pred = _as_array(y_pred)
     if y_true.shape != y_pred.shape:
         raise ValueError(
             f"y_true and y_pred must have the same shape, got {y_true.shape} and {y_pred.shape}"
         )
     if mask is not None:
-        mask = np.asarray(mask)
+        mask = _as_array(mask)
         if mask.dtype != bool:
             raise TypeError(f"mask must be a boolean array, got dtype {mask.dtype}")
         if mask.shape != y_true.shape:

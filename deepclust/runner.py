@@ -199,6 +199,15 @@ def _kmeans_largest_share(X: np.ndarray, n_clusters: int, seed: int) -> float:
     return float(np.bincount(lab).max() / lab.size)
 
 
+def _gpu_name(device) -> str | None:
+    """The CUDA device's name for metrics.json (None off CUDA)."""
+    import torch
+
+    if device is None or torch.device(device).type != "cuda":
+        return None
+    return torch.cuda.get_device_name(torch.device(device))
+
+
 def _peak_rss_mb() -> float:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1024.0 if sys.platform != "darwin" else peak / 1024.0**2
@@ -421,6 +430,8 @@ def run_experiment(
             fit_seconds=round(fit_seconds, 3),
             peak_rss_mb=round(_peak_rss_mb(), 1),
             device=str(getattr(est, "device_", "cpu")),
+            precision=str(getattr(est, "precision_", "fp32")),
+            gpu=_gpu_name(getattr(est, "device_", None)),
             torch_threads=torch.get_num_threads(),
             selection=getattr(est, "selection_", "final model (no selection)"),
             checkpoint=checkpoint,

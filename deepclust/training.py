@@ -14,15 +14,36 @@ Example
 ...     return {"loss": mse, "rec": mse}
 >>> history = fit_loop(model=model, optimizer=opt, step=step, epochs=10,
 ...                    batches=lambda epoch: minibatches(n, 256, generator=gen))
+
+Precision and data movement
+---------------------------
+``precision`` ("fp32", "bf16" or "auto") runs each step under bf16 autocast on CUDA (the
+backward pass and the optimizer stay in fp32: autocast keeps fp32 master weights, and bf16 has
+fp32's exponent range, so no loss scaling is needed). On the CPU the loop trains in fp32 and logs
+a note: CPU bf16 autocast is slower than fp32 on most CPUs and would change results for no gain.
+Losses whose accuracy needs fp32 (softmax/log/entropy terms, Student-t and t-SNE kernels, KL
+divergences, subspace affinities) are wrapped in :func:`fp32_under_autocast`, which turns
+autocast off inside them and casts their inputs to fp32; the networks' matrix products and
+convolutions run in bf16. k-means, FINCH, density peaks, target refreshes and the evaluation
+passes run outside the loop's steps, hence always in fp32.
+
+:func:`device_data` moves a data set to the device once when it fits (and pins it in host memory
+when it does not); :func:`take_rows` gathers a batch from either, with a non-blocking copy from
+pinned memory. On CUDA the loop does not synchronise per batch: loss terms are summed on the
+device and read once per epoch, and a non-finite loss is reported at the end of its epoch.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import logging
 import math
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,12 +57,154 @@ from deepclust.distributed import world_size as dist_world_size
 
 __all__ = [
     "History", "fit_loop", "minibatches", "atomic_torch_save", "load_checkpoint", "pack_state", "unpack_state",
-    "average_buffers",
+    "average_buffers", "PRECISIONS", "check_precision", "resolve_precision", "default_precision",
+    "fp32_under_autocast", "device_data", "take_rows", "observe_batches",
 ]
 
 log = logging.getLogger("deepclust")
 
 Step = Callable[[Any], dict[str, torch.Tensor]]
+
+#: The values of every deep method's ``precision`` parameter.
+PRECISIONS = ("fp32", "bf16", "auto")
+
+# The precision fit_loop uses when it is not given one: DeepClusterer.fit sets it from the
+# estimator's ``precision`` for the duration of the fit, so the methods' private training
+# functions need not pass it through.
+_DEFAULT_PRECISION: contextvars.ContextVar[str] = contextvars.ContextVar("deepclust_precision", default="fp32")
+# Callbacks fit_loop calls after each optimizer step (see observe_batches).
+_OBSERVERS: contextvars.ContextVar[tuple] = contextvars.ContextVar("deepclust_batch_observers", default=())
+
+
+def check_precision(precision: Any) -> str:
+    """Validate a ``precision`` setting: one of :data:`PRECISIONS`."""
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(map(repr, PRECISIONS))}, got {precision!r}")
+    return precision
+
+
+def _bf16_supported() -> bool:
+    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+def resolve_precision(precision: str, device: str | torch.device) -> str:
+    """The precision a fit on ``device`` actually uses: ``"bf16"`` or ``"fp32"``.
+
+    ``"fp32"`` stays fp32. ``"bf16"`` is bf16 autocast on a CUDA device that supports it; on the
+    CPU it falls back to fp32 with a logged note (CPU bf16 autocast is slower than fp32 on most
+    CPUs), and on a CUDA device without bf16 (before Ampere) with a warning. ``"auto"`` is bf16
+    where it is supported and fp32 otherwise, silently.
+    """
+    precision = check_precision(precision)
+    if precision == "fp32":
+        return "fp32"
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        if precision == "bf16":
+            log.info("precision='bf16' on %s: training in fp32 (bf16 autocast is used on CUDA only)", dev)
+        return "fp32"
+    if not _bf16_supported():
+        if precision == "bf16":
+            warnings.warn("precision='bf16': this CUDA device does not support bfloat16; training in fp32",
+                          stacklevel=2)
+        return "fp32"
+    return "bf16"
+
+
+@contextlib.contextmanager
+def default_precision(precision: str):
+    """Within the block, :func:`fit_loop` calls without ``precision=`` use ``precision``."""
+    token = _DEFAULT_PRECISION.set(check_precision(precision))
+    try:
+        yield
+    finally:
+        _DEFAULT_PRECISION.reset(token)
+
+
+def _autocast_on() -> bool:
+    return torch.is_autocast_enabled("cuda") or torch.is_autocast_enabled("cpu")
+
+
+def fp32_under_autocast(fn: Callable) -> Callable:
+    """Decorator for losses that need fp32: under autocast, run ``fn`` with autocast off and its
+    floating-point tensor arguments (bf16/fp16) cast to fp32; without autocast, call it as is
+    (no cost, no change)."""
+
+    def cast(a: Any) -> Any:
+        if isinstance(a, torch.Tensor) and a.dtype in (torch.bfloat16, torch.float16):
+            return a.float()
+        return a
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        if not _autocast_on():
+            return fn(*args, **kwargs)
+        with torch.autocast("cuda", enabled=False), torch.autocast("cpu", enabled=False):
+            return fn(*[cast(a) for a in args], **{k: cast(v) for k, v in kwargs.items()})
+
+    return wrapper
+
+
+@contextlib.contextmanager
+def observe_batches(callback: Callable[..., None]):
+    """Within the block, :func:`fit_loop` calls ``callback(stage=, epoch=, batch=, terms=, model=)``
+    after every optimizer step (instrumentation: throughput timing, device checks)."""
+    token = _OBSERVERS.set(_OBSERVERS.get() + (callback,))
+    try:
+        yield
+    finally:
+        _OBSERVERS.reset(token)
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    if a.type != b.type:
+        return False
+    if a.type != "cuda":
+        return True
+    cur = torch.cuda.current_device()
+    return (cur if a.index is None else a.index) == (cur if b.index is None else b.index)
+
+
+#: :func:`device_data` moves a data set to a CUDA device when it takes at most this share of the
+#: device's free memory; the rest is left to the model, its activations and the optimizer.
+DEVICE_DATA_SHARE = 0.5
+
+
+def device_data(X: torch.Tensor, device: str | torch.device, *, max_share: float = DEVICE_DATA_SHARE) -> torch.Tensor:
+    """``X`` where a training loop reads its batches from most cheaply.
+
+    On the CPU: ``X`` itself. On CUDA: ``X`` copied to the device once when it takes at most
+    ``max_share`` of the free device memory (every batch is then a gather on the device), and
+    otherwise ``X`` in pinned host memory, from which :func:`take_rows` copies each batch without
+    blocking. Rows are the same in every case: this changes where the data live, not what a
+    method computes.
+    """
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return X
+    if X.device.type == "cuda":
+        return X if _same_device(X.device, dev) else X.to(dev)
+    free, _ = torch.cuda.mem_get_info(dev)
+    if X.numel() * X.element_size() <= max_share * free:
+        return X.to(dev)
+    log.info("data of %.1f GB do not fit in %.0f%% of the free memory of %s: batches are copied from "
+             "pinned host memory", X.numel() * X.element_size() / 1e9, 100 * max_share, dev)
+    return X.pin_memory()
+
+
+def take_rows(X: torch.Tensor, idx: torch.Tensor, device: str | torch.device) -> torch.Tensor:
+    """Rows ``X[idx]`` on ``device``: a gather on the device when ``X`` is there; from pinned host
+    memory, a gather into a pinned buffer and a non-blocking copy; otherwise ``X[idx].to(device)``."""
+    dev = torch.device(device)
+    if not isinstance(X, torch.Tensor):  # a lazy source (e.g. scene patches cut on the fly)
+        return X[idx].to(dev)
+    if _same_device(X.device, dev):
+        return X[idx.to(X.device, non_blocking=True) if isinstance(idx, torch.Tensor) else idx]
+    if dev.type == "cuda" and X.is_pinned() and isinstance(idx, torch.Tensor):
+        out = torch.empty((len(idx), *X.shape[1:]), dtype=X.dtype, pin_memory=True)
+        torch.index_select(X, 0, idx.cpu(), out=out)
+        return out.to(dev, non_blocking=True)  # the caching host allocator keeps `out` until copied
+    return X[idx].to(dev)
 
 
 @dataclass
@@ -199,6 +362,7 @@ def fit_loop(
     clip_grad_norm: float | None = None,
     manual_backward: bool = False,
     rng: Any = None,
+    precision: str | None = None,
     verbose: bool = False,
 ) -> History:
     """Run ``epochs`` epochs of ``step`` over ``batches(epoch)`` and return the history.
@@ -243,6 +407,10 @@ def fit_loop(
         When True, gradients are zeroed *before* ``step`` and ``step`` calls ``backward`` itself
         (e.g. to accumulate a full-batch gradient over memory-bounded chunks); its ``"loss"``
         entry is then only recorded. Default False: the loop back-propagates ``"loss"``.
+    precision
+        ``"fp32"``, ``"bf16"`` or ``"auto"`` (see the module docstring and
+        :func:`resolve_precision`): ``step`` runs under bf16 autocast on CUDA when it resolves to
+        bf16. None: the estimator's setting (:func:`default_precision`), fp32 outside a fit.
     """
     history = history if history is not None else History()
     start_epoch = 0
@@ -313,6 +481,20 @@ def fit_loop(
             checkpoint_path,
         )
 
+    first = next(iter(model.parameters()), None)
+    device = first.device if first is not None else torch.device("cpu")
+    precision = resolve_precision(_DEFAULT_PRECISION.get() if precision is None else precision, device)
+    autocast = (
+        functools.partial(torch.autocast, device.type, dtype=torch.bfloat16) if precision == "bf16"
+        else contextlib.nullcontext
+    )
+    # On CUDA a per-batch .item() would stall the device after every step: the loop sums the loss
+    # terms on the device, reads them once per epoch, and checks the loss for NaN/Inf at the end
+    # of the epoch (before any checkpoint of it is written). On the CPU reading is free, so a
+    # non-finite loss stops the loop before its step is taken.
+    sync_each_batch = _sync_each_batch(device)
+    observers = _OBSERVERS.get()
+
     bar = None
     if verbose and dist_rank() == 0:  # one bar, from rank 0, under a process group
         from tqdm import tqdm
@@ -330,20 +512,23 @@ def fit_loop(
     for epoch in range(start_epoch, epochs):
         if on_epoch_start is not None:
             on_epoch_start(epoch)
-        sums: dict[str, float] = {}
+        sums: dict[str, Any] = {}
         count = 0
+        bad_loss = None  # the first non-finite loss of the epoch (a device tensor), CUDA only
         for batch in batches(epoch):
             if on_batch_start is not None:
                 on_batch_start(global_step)
             if manual_backward:
                 optimizer.zero_grad(set_to_none=True)
-            terms = step(batch)
+            with autocast():
+                terms = step(batch)
             loss = terms["loss"]
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"the {stage} loss became {loss.item()} at epoch {epoch}; "
-                    "lower the learning rate or check the input scaling"
-                )
+            if sync_each_batch:
+                if not torch.isfinite(loss):
+                    _raise_nonfinite(stage, loss.item(), epoch)
+            else:
+                nonfinite = ~torch.isfinite(loss.detach())
+                bad_loss = nonfinite if bad_loss is None else bad_loss | nonfinite
             if not manual_backward:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -355,9 +540,16 @@ def fit_loop(
             global_step += 1
             count += 1
             for key, value in terms.items():
-                v = value.detach().item() if isinstance(value, torch.Tensor) else float(value)
-                sums[key] = sums.get(key, 0.0) + v
-        means = {k: v / max(count, 1) for k, v in sums.items()}
+                if isinstance(value, torch.Tensor):  # summed in float64 as the Python floats were
+                    v = value.detach().item() if sync_each_batch else value.detach().to(torch.float64)
+                else:
+                    v = float(value)
+                sums[key] = sums[key] + v if key in sums else v
+            for observe in observers:
+                observe(stage=stage, epoch=epoch, batch=batch, terms=terms, model=model)
+        if bad_loss is not None and bool(bad_loss):
+            _raise_nonfinite(stage, "NaN or Inf", epoch)
+        means = {k: float(v) / max(count, 1) for k, v in sums.items()}
         history.add(stage, means)
         if bar is not None:
             bar.update(1)
@@ -378,6 +570,18 @@ def fit_loop(
     if distributed:
         average_buffers(model)  # one model on every rank (BatchNorm statistics are per rank)
     return history
+
+
+def _sync_each_batch(device: torch.device) -> bool:
+    """Whether fit_loop reads the loss every batch (CPU) or once per epoch (CUDA, see fit_loop)."""
+    return device.type != "cuda"
+
+
+def _raise_nonfinite(stage: str, value: Any, epoch: int) -> None:
+    raise FloatingPointError(
+        f"the {stage} loss became {value} at epoch {epoch}; "
+        "lower the learning rate or check the input scaling"
+    )
 
 
 def average_buffers(model: torch.nn.Module) -> None:

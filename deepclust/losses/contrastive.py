@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
 from deepclust.distributed import all_gather_with_grad, all_reduce_sum, use_global_batch
+from deepclust.training import fp32_under_autocast
 
 __all__ = [
     "nt_xent",
@@ -30,6 +31,7 @@ __all__ = [
 ]
 
 
+@fp32_under_autocast
 def nt_xent(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
     """Normalised-temperature cross entropy over the 2n rows of two views.
 
@@ -71,6 +73,7 @@ def instance_contrastive_loss(
     return nt_xent(z_a, z_b, temperature)
 
 
+@fp32_under_autocast
 def cluster_entropy(
     c_a: torch.Tensor, c_b: torch.Tensor, eps: float = 1e-12, *, global_batch: bool | None = None
 ) -> torch.Tensor:
@@ -90,6 +93,7 @@ def cluster_entropy(
     return out
 
 
+@fp32_under_autocast
 def cluster_contrastive_loss(
     c_a: torch.Tensor,
     c_b: torch.Tensor,
@@ -155,6 +159,7 @@ def _kmeans_labels(z: np.ndarray, k: int, seed: int, n_init: int) -> np.ndarray:
     return km.labels_.astype(np.int64)
 
 
+@fp32_under_autocast
 def cross_level_loss(
     z: torch.Tensor,
     c: torch.Tensor,

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 import torch
 
+from deepclust.training import fp32_under_autocast
+
 __all__ = ["student_t_assignment", "target_distribution", "kl_divergence"]
 
 _EPS = 1e-12
 
 
+@fp32_under_autocast
 def student_t_assignment(z: torch.Tensor, centers: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
     """Soft assignment of ``z`` (N, d) to ``centers`` (K, d) with a Student-t kernel.
 
@@ -28,6 +31,7 @@ def student_t_assignment(z: torch.Tensor, centers: torch.Tensor, alpha: float = 
     return q / q.sum(dim=1, keepdim=True)
 
 
+@fp32_under_autocast
 def target_distribution(q: torch.Tensor, *, counts: torch.Tensor | None = None) -> torch.Tensor:
     """DEC's sharpened target ``p_ij = (q_ij^2 / f_j) / sum_j (q_ij^2 / f_j)``, detached.
 
@@ -40,6 +44,7 @@ def target_distribution(q: torch.Tensor, *, counts: torch.Tensor | None = None) 
     return w / w.sum(dim=1, keepdim=True)
 
 
+@fp32_under_autocast
 def kl_divergence(p: torch.Tensor, q: torch.Tensor, *, reduction: str = "batchmean") -> torch.Tensor:
     """``KL(P || Q)`` for row-stochastic (N, K) matrices; terms with ``p_ij = 0`` count zero.
 

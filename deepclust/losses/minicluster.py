@@ -11,10 +11,12 @@ import torch.distributed as dist
 
 from deepclust.distributed import all_reduce_sum, use_global_batch
 from deepclust.losses.dec import kl_divergence, target_distribution
+from deepclust.training import fp32_under_autocast
 
 __all__ = ["minicluster_mean", "minicluster_kl"]
 
 
+@fp32_under_autocast
 def minicluster_mean(
     s: torch.Tensor,
     index: torch.Tensor,
@@ -49,6 +51,7 @@ def minicluster_mean(
     return sums / counts.clamp_min(1.0)[:, None]
 
 
+@fp32_under_autocast
 def minicluster_kl(
     s: torch.Tensor,
     index: torch.Tensor,

@@ -42,6 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from deepclust.distributed import all_reduce_sum, use_global_batch, world_size
+from deepclust.training import fp32_under_autocast
 
 __all__ = [
     "recal_entropies",
@@ -61,6 +62,7 @@ def _class_entropy(col_sums: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return h_psi, p_l
 
 
+@fp32_under_autocast
 def recal_entropies(
     logits: torch.Tensor, *, global_batch: bool | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,6 +119,7 @@ class PaperVirtualBatch:
         self.size = 0  # "mini-batch-size" of Algorithm 2
 
     @staticmethod
+    @fp32_under_autocast
     def _terms(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         log_p = F.log_softmax(logits, dim=1)  # (M, K)
         p = log_p.exp()

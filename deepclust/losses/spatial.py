@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from deepclust.losses.dec import kl_divergence
+from deepclust.training import fp32_under_autocast
 
 __all__ = ["to_grid", "masked_box_filter", "spatial_kl", "check_window"]
 
@@ -48,6 +49,7 @@ def masked_box_filter(grid: torch.Tensor, mask: torch.Tensor, window: int) -> to
     return (num / den.clamp_min(1e-12) * (den > 0))[0]
 
 
+@fp32_under_autocast
 def spatial_kl(
     s: torch.Tensor,
     flat_index: torch.Tensor,

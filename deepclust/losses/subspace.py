@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import torch
 
+from deepclust.training import fp32_under_autocast
+
 __all__ = ["subspace_affinity", "basis_constraint", "block_offdiag_mask"]
 
 
+@fp32_under_autocast
 def subspace_affinity(
     z: torch.Tensor, D: torch.Tensor, *, n_clusters: int, d: int, eta: float = 5.0
 ) -> torch.Tensor:
@@ -40,6 +43,7 @@ def block_offdiag_mask(
     return 1.0 - blocks
 
 
+@fp32_under_autocast
 def basis_constraint(
     D: torch.Tensor, *, n_clusters: int, d: int, squared: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import torch
 
+from deepclust.training import fp32_under_autocast
+
 __all__ = [
     "conditional_gaussian_affinity",
     "joint_gaussian_affinity",
@@ -29,6 +31,7 @@ __all__ = [
 _EPS = 1e-12
 
 
+@fp32_under_autocast
 def conditional_gaussian_affinity(
     sq_dist: torch.Tensor, perplexity: float = 30.0, *, tol: float = 1e-5, max_iter: int = 100
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,6 +87,7 @@ def conditional_gaussian_affinity(
     return P, beta
 
 
+@fp32_under_autocast
 def joint_gaussian_affinity(w: torch.Tensor, perplexity: float = 30.0) -> torch.Tensor:
     """Symmetrised ``phi_ij = (phi_{j|i} + phi_{i|j}) / 2n`` of the feature vectors ``w`` (n, m).
 
@@ -95,6 +99,7 @@ def joint_gaussian_affinity(w: torch.Tensor, perplexity: float = 30.0) -> torch.
         return (P + P.T) / (2.0 * w.shape[0])
 
 
+@fp32_under_autocast
 def student_t_joint_affinity(v: torch.Tensor) -> torch.Tensor:
     """Eq. 10: ``omega_ij`` of the clustering-space points ``v`` (n, c); zero diagonal."""
     n = v.shape[0]
@@ -104,6 +109,7 @@ def student_t_joint_affinity(v: torch.Tensor) -> torch.Tensor:
     return num / num.sum()
 
 
+@fp32_under_autocast
 def tsne_kl(phi: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
     """Eq. 9: ``sum_{i != j} phi_ij log(phi_ij / omega_ij)`` (terms with phi = 0 count zero)."""
     n = phi.shape[0]
@@ -113,6 +119,7 @@ def tsne_kl(phi: torch.Tensor, omega: torch.Tensor) -> torch.Tensor:
     return (torch.xlogy(p, p) - p * torch.log(q.clamp_min(_EPS))).sum()
 
 
+@fp32_under_autocast
 def dim_reduction_loss(w: torch.Tensor, v: torch.Tensor, perplexity: float = 30.0) -> torch.Tensor:
     """``L_dim`` of a mini-batch: KL between the feature-space affinities of ``w`` (n, m) and the
     clustering-space affinities of ``v`` (n, c). The perplexity is capped at (n - 1) / 3 for

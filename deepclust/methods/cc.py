@@ -28,7 +28,7 @@ from deepclust.metrics import size_summary
 from deepclust.nn import seeded_init
 from deepclust.nn.heads import ClusterHead, InstanceHead
 from deepclust.nn.resnet import ResNet
-from deepclust.training import History, fit_loop, minibatches
+from deepclust.training import History, device_data, fit_loop, minibatches, take_rows
 
 __all__ = ["ContrastiveClustering", "CCNet"]
 
@@ -77,7 +77,7 @@ def _train_cc(
     """CC training: L_ins + L_clu on two strong views per mini-batch, for ``cfg.epochs`` epochs."""
 
     def step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = X[idx].to(device, non_blocking=True)
+        x = take_rows(X, idx, device)
         z_a, c_a = model(augmenter.strong(x, generator))
         z_b, c_b = model(augmenter.strong(x, generator))
         ins = instance_contrastive_loss(z_a, z_b, cfg.instance_temperature)
@@ -147,6 +147,8 @@ class ContrastiveClustering(DeepClusterer):
         CC: 1000 epochs, batch 256, Adam 3e-4, no decay.
     crop_scale, jitter : strength of the augmentations.
     device, random_state, checkpoint_path, resume, verbose
+    precision : {"fp32", "bf16", "auto"}, default "fp32"
+        bf16 autocast of the training steps on CUDA ("auto": where supported); fp32 on the CPU.
     """
 
     input_kind = "images"
@@ -170,6 +172,7 @@ class ContrastiveClustering(DeepClusterer):
         crop_scale: tuple[float, float] = (0.2, 1.0),
         jitter: float = 0.4,
         device: str = "auto",
+        precision: str = "fp32",
         random_state: int | None = None,
         checkpoint_path: str | None = None,
         resume: bool = False,
@@ -191,6 +194,7 @@ class ContrastiveClustering(DeepClusterer):
         self.crop_scale = crop_scale
         self.jitter = jitter
         self.device = device
+        self.precision = precision
         self.random_state = random_state
         self.checkpoint_path = checkpoint_path
         self.resume = resume
@@ -232,7 +236,7 @@ class ContrastiveClustering(DeepClusterer):
             lr=float(self.lr),
             weight_decay=float(self.weight_decay),
         )
-        Xt = torch.from_numpy(X)
+        Xt = device_data(torch.from_numpy(X), self.device_)  # on the device once, where it fits
         self.history_ = _train_cc(
             model=model,
             augmenter=augmenter,

@@ -242,6 +242,8 @@ class DEC(DeepClusterer):
         k-means restarts for the centre initialisation (lowest inertia kept).
     random_state : int or None
     device : str, default "auto"
+    precision : {"fp32", "bf16", "auto"}, default "fp32"
+        bf16 autocast of the training steps on CUDA ("auto": where supported); fp32 on the CPU.
     checkpoint_path : str or None
         Checkpoint file written after every epoch of both stages (None: no checkpoints).
     resume : bool, default False
@@ -278,6 +280,7 @@ class DEC(DeepClusterer):
         resume: bool = False,
         random_state: int | None = None,
         device: str = "auto",
+        precision: str = "fp32",
         verbose: bool = False,
     ):
         self.n_clusters = n_clusters
@@ -296,6 +299,7 @@ class DEC(DeepClusterer):
         self.n_init = n_init
         self.random_state = random_state
         self.device = device
+        self.precision = precision
         self.verbose = verbose
 
     def _check_params(self) -> None:
@@ -389,6 +393,7 @@ class IDEC(DEC):
         resume: bool = False,
         random_state: int | None = None,
         device: str = "auto",
+        precision: str = "fp32",
         verbose: bool = False,
     ):
         super().__init__(
@@ -396,7 +401,7 @@ class IDEC(DEC):
             pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr, lr=lr,
             batch_size=batch_size, max_iter=max_iter, update_interval=update_interval, tol=tol,
             n_init=n_init, checkpoint_path=checkpoint_path, resume=resume, random_state=random_state,
-            device=device, verbose=verbose,
+            device=device, precision=precision, verbose=verbose,
         )
         self.gamma = gamma
 

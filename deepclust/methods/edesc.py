@@ -32,7 +32,7 @@ from deepclust.nn import seeded_init
 from deepclust.nn.mlp_ae import MLPAutoencoder
 from deepclust.nn.pretrain import encode_all, pretrain_autoencoder
 from deepclust.nn.subspace import BasisClusteringNet
-from deepclust.training import History, fit_loop, minibatches
+from deepclust.training import History, device_data, fit_loop, minibatches, take_rows
 
 __all__ = ["EDESC"]
 
@@ -60,7 +60,7 @@ def _train_edesc(
     drop_last = ddp.drop_short_last(n, batch_size)  # no rank left without rows (never in one process)
 
     def step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = X[idx].to(device)
+        x = take_rows(X, idx, device)
         z, x_hat, s = net(x)
         rec = F.mse_loss(x_hat, x)
         between, unit = net.basis_terms()
@@ -114,6 +114,8 @@ class EDESC(DeepClusterer):
     resume : bool, default False
         Continue an interrupted fit from ``checkpoint_path`` (same data and parameters).
     random_state, device, verbose
+    precision : {"fp32", "bf16", "auto"}, default "fp32"
+        bf16 autocast of the training steps on CUDA ("auto": where supported); fp32 on the CPU.
 
     Attributes
     ----------
@@ -142,6 +144,7 @@ class EDESC(DeepClusterer):
         resume: bool = False,
         random_state: int | None = None,
         device: str = "auto",
+        precision: str = "fp32",
         verbose: bool = False,
     ):
         self.n_clusters = n_clusters
@@ -161,13 +164,14 @@ class EDESC(DeepClusterer):
         self.kmeans_n_init = kmeans_n_init
         self.random_state = random_state
         self.device = device
+        self.precision = precision
         self.verbose = verbose
 
     def _fit(self, X: np.ndarray) -> None:
         k, d = int(self.n_clusters), int(self.n_subspace_dims)
         if d < 1 or d > int(self.latent):
             raise ValueError(f"n_subspace_dims must be between 1 and latent={self.latent}, got {d}")
-        Xt = torch.from_numpy(X)
+        Xt = device_data(torch.from_numpy(X), self.device_)  # on the device once, where it fits
         with seeded_init(self.seed_):
             ae = MLPAutoencoder(X.shape[1], hidden=tuple(self.hidden), latent=int(self.latent))
         net = BasisClusteringNet(ae, n_clusters=k, d=d, eta=float(self.eta)).to(self.device_)

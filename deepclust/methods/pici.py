@@ -51,7 +51,7 @@ from deepclust.losses.contrastive import (
 )
 from deepclust.nn.heads import ClusterHead, InstanceHead
 from deepclust.nn.vit import MaskedAutoencoderViT
-from deepclust.training import History, fit_loop, minibatches
+from deepclust.training import History, device_data, fit_loop, minibatches, take_rows
 
 __all__ = ["PICI", "PICINet"]
 
@@ -131,7 +131,7 @@ def _stage_step(
     use_cli = cfg.cli and stage == "boost"
 
     def step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = X[idx].to(device, non_blocking=True)  # (n, C, H, W) in [0, 1]
+        x = take_rows(X, idx, device)  # (n, C, H, W) in [0, 1]
         views = (augmenter.weak(x), augmenter.strong(x, generator))  # T_w, T_s
         terms: dict[str, torch.Tensor] = {}
         total = x.new_zeros(())
@@ -316,6 +316,8 @@ class PICI(DeepClusterer):
         Optional gradient-norm clipping (off in the paper).
     crop_scale, jitter : augmentation strength of the strong view.
     device : {"auto", "cpu", "cuda", ...}
+    precision : {"fp32", "bf16", "auto"}, default "fp32"
+        bf16 autocast of the training steps on CUDA ("auto": where supported); fp32 on the CPU.
     random_state : int or None
     checkpoint_path : str or None
         Checkpoint after every epoch; with ``resume=True`` training continues from it.
@@ -373,6 +375,7 @@ class PICI(DeepClusterer):
         crop_scale: tuple[float, float] = (0.2, 1.0),
         jitter: float = 0.4,
         device: str = "auto",
+        precision: str = "fp32",
         random_state: int | None = None,
         checkpoint_path: str | None = None,
         resume: bool = False,
@@ -411,6 +414,7 @@ class PICI(DeepClusterer):
         self.crop_scale = crop_scale
         self.jitter = jitter
         self.device = device
+        self.precision = precision
         self.random_state = random_state
         self.checkpoint_path = checkpoint_path
         self.resume = resume
@@ -504,7 +508,7 @@ class PICI(DeepClusterer):
             cli_n_init=int(self.cli_n_init),
             grad_clip=None if self.grad_clip is None else float(self.grad_clip),
         )
-        Xt = torch.from_numpy(X)
+        Xt = device_data(torch.from_numpy(X), self.device_)  # on the device once, where it fits
         self.history_, branch_labels = _train_pici(
             model=model,
             augmenter=augmenter,

@@ -39,7 +39,7 @@ from deepclust.losses.recal import (
     recal_entropies,
 )
 from deepclust.nn.vgg import VGG16BN, load_vgg16_bn_weights
-from deepclust.training import History, fit_loop, minibatches
+from deepclust.training import History, device_data, fit_loop, minibatches, take_rows
 
 __all__ = [
     "RECAL",
@@ -99,6 +99,8 @@ class RECAL(DeepClusterer):
         Checkpointing through the shared training loop.
     random_state : int or None
     device : str, default "auto"
+    precision : {"fp32", "bf16", "auto"}, default "fp32"
+        bf16 autocast of the training steps on CUDA ("auto": where supported); fp32 on the CPU.
     verbose : bool
 
     Attributes
@@ -140,6 +142,7 @@ class RECAL(DeepClusterer):
         resume: bool = False,
         random_state: int | None = None,
         device: str = "auto",
+        precision: str = "fp32",
         verbose: bool = False,
     ):
         self.n_clusters = n_clusters
@@ -164,6 +167,7 @@ class RECAL(DeepClusterer):
         self.resume = resume
         self.random_state = random_state
         self.device = device
+        self.precision = precision
         self.verbose = verbose
 
     # -- validation --------------------------------------------------------------------------
@@ -209,7 +213,7 @@ class RECAL(DeepClusterer):
         if self.pretrained is not None:
             load_vgg16_bn_weights(model, self.pretrained)
         model.to(self.device_)
-        Xt = self._standardized(X)  # (N, C, H, W) on the CPU
+        Xt = device_data(self._standardized(X), self.device_)  # on the device once, where it fits
         self.history_ = _train_recal(
             model=model, X=Xt, device=self.device_, lambda_=float(self.lambda_),
             epochs=int(self.epochs), batch_size=int(self.batch_size),
@@ -356,7 +360,7 @@ def _train_recal(
             yield mbs[i:i + virtual_batches]  # one virtual batch = t mini-batches
 
     def forward(idx: torch.Tensor) -> torch.Tensor:
-        return model(X[idx].to(device, non_blocking=True))  # logits (M, K)
+        return model(take_rows(X, idx, device))  # logits (M, K)
 
     bn_modules = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 

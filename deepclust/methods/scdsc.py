@@ -265,6 +265,8 @@ class SCDSC(DeepClusterer):
     predict_chunk : int, default 65536
         Pixels per chunk in ``predict``; memory is O(chunk) beyond the O(N) labels.
     random_state, device, verbose
+    precision : {"fp32", "bf16", "auto"}, default "fp32"
+        bf16 autocast of the training steps on CUDA ("auto": where supported); fp32 on the CPU.
 
     Attributes
     ----------
@@ -302,7 +304,7 @@ class SCDSC(DeepClusterer):
         stop_tol: float | None = None, stop_patience: int = 10,
         # prediction and the run
         predict_chunk: int = 65536, checkpoint_path: str | None = None, resume: bool = False,
-        random_state: int | None = None, device: str = "auto", verbose: bool = False,
+        random_state: int | None = None, device: str = "auto", precision: str = "fp32", verbose: bool = False,
     ):
         self.n_clusters = n_clusters
         self.local, self.nonlocal_, self.beta, self.beta1, self.beta2 = local, nonlocal_, beta, beta1, beta2
@@ -323,6 +325,7 @@ class SCDSC(DeepClusterer):
         self.stop_tol, self.stop_patience = stop_tol, stop_patience
         self.predict_chunk, self.checkpoint_path, self.resume = predict_chunk, checkpoint_path, resume
         self.random_state, self.device, self.verbose = random_state, device, verbose
+        self.precision = precision
 
     # -- validation ------------------------------------------------------------------------
     def fit(self, X, y=None, mask=None):

@@ -434,6 +434,8 @@ class TDEC(DeepClusterer):
     resume : bool, default False
         Continue an interrupted fit from ``checkpoint_path`` (same data and parameters).
     random_state, device, verbose
+    precision : {"fp32", "bf16", "auto"}, default "fp32"
+        bf16 autocast of the training steps on CUDA ("auto": where supported); fp32 on the CPU.
         As everywhere in deepclust.
 
     Attributes
@@ -483,6 +485,7 @@ class TDEC(DeepClusterer):
         resume: bool = False,
         random_state: int | None = None,
         device: str = "auto",
+        precision: str = "fp32",
         verbose: bool = False,
     ):
         self.n_clusters = n_clusters
@@ -521,6 +524,7 @@ class TDEC(DeepClusterer):
         self.max_shift = max_shift
         self.random_state = random_state
         self.device = device
+        self.precision = precision
         self.verbose = verbose
 
     # -- input handling ----------------------------------------------------------------------
@@ -628,10 +632,10 @@ class TDEC(DeepClusterer):
             verbose=bool(self.verbose), checkpoint_path=self.checkpoint_path, resume=bool(self.resume),
         )
         st = out["state"]
+        _, z_v = _features(net, Xt)  # on the training device, before the model moves to the CPU
         self.model_ = net.cpu()
         self.labels_ = ddp.broadcast_array(st["labels"].astype(np.int64))  # rank 0's on every rank
-        _, z_v = _features(net, Xt.cpu())
-        self.embedding_ = z_v.numpy()
+        self.embedding_ = z_v.cpu().numpy()
         if self.clustering_head:
             self.cluster_centers_ = st["centers"].detach().cpu().numpy()
             self.center_indices_ = np.asarray(st["center_index"], dtype=np.int64)
@@ -650,9 +654,13 @@ class TDEC(DeepClusterer):
         }
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
-        Xt = self._prepare(X).cpu()
-        net = self.model_
-        _, z_v = _features(net, Xt)
+        Xt = self._prepare(X)  # on the fitted device
+        net = self.model_.to(self.device_)
+        try:
+            _, z_v = _features(net, Xt)
+            z_v = z_v.cpu()
+        finally:
+            self.model_ = net.cpu()
         if not self.clustering_head:
             q = student_t_assignment(z_v, net.centers.detach())
             return q.argmax(1).numpy().astype(np.int64)

@@ -15,7 +15,7 @@ from torch import nn
 
 from deepclust import distributed as ddp
 from deepclust.stopping import plateau_rule
-from deepclust.training import History, fit_loop, minibatches
+from deepclust.training import History, fit_loop, minibatches, take_rows
 
 __all__ = ["encode_all", "pretrain_autoencoder"]
 
@@ -73,7 +73,7 @@ def pretrain_autoencoder(
     drop_last = ddp.drop_short_last(n, batch_size)  # no rank left without rows (never in one process)
 
     def step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        x = X[idx].to(device)
+        x = take_rows(X, idx, device)
         _, x_hat = ae(x)
         rec = F.mse_loss(x_hat, x)
         if distributed:  # this rank's share of the union-batch mean
