@@ -39,6 +39,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from deepclust.training import fp32_under_autocast
+
 __all__ = [
     "DensityPeaks",
     "choose_dc",
@@ -312,6 +314,7 @@ def knn_indices(Z, k: int) -> np.ndarray:
     return idx[keep].reshape(n, k).astype(np.int64)
 
 
+@fp32_under_autocast  # a Student-t kernel and a normalisation: fp32 under bf16 autocast
 def neighbor_assignment(
     z: torch.Tensor, neighbors: torch.Tensor, centers: torch.Tensor, *, eps: float = 1e-12
 ) -> torch.Tensor:
