@@ -421,10 +421,12 @@ def measure_throughput(method: str, device: torch.device, precision: str, size: 
         est, args, kwargs, _ = _tiny()(method)
     est.set_params(device=str(device), precision=precision)
     marks: dict[str, list] = {}
+    kinds: dict[str, list] = {}
 
     def mark(*, stage, epoch, batch, terms, model):
         _sync(device)
         marks.setdefault(stage, []).append((time.perf_counter(), _batch_samples(batch)))
+        kinds.setdefault(stage, []).append(None if batch is None else type(batch).__name__)
 
     t0 = time.perf_counter()
     with observe_batches(mark):
@@ -438,7 +440,8 @@ def measure_throughput(method: str, device: torch.device, precision: str, size: 
             continue
         dt = m[-1][0] - m[0][0]
         steps = len(m) - 1
-        samples = [s for _, s in m[1:]]
+        # a batch of None is a full-batch step (SCDSC's joint training): all clustered samples
+        samples = [len(est.labels_) if s is None and b is None else s for (_, s), b in zip(m[1:], kinds[stage][3:])]
         rec = {"steps_timed": steps, "steps_per_s": steps / dt}
         if all(s is not None for s in samples):
             rec["batch"] = round(sum(samples) / len(samples), 1)
@@ -471,9 +474,13 @@ def run_throughput(report: Report, device: torch.device, size: str, methods, dea
 
 def throughput_table(rows: list[dict], device: torch.device, size: str) -> str:
     where = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU, {torch.get_num_threads()} thread(s)"
-    lines = [f"throughput on {where} ({size} problems; samples/s of the training steps, after 2 warm-up steps)",
-             "| method | stage | batch | fp32 samples/s | bf16 samples/s | bf16 / fp32 |",
-             "|---|---|---:|---:|---:|---:|"]
+    fallback = any(r["precision"] == "bf16" and r["resolved"] != "bf16" for r in rows)
+    lines = [f"throughput on {where} ({size} problems; samples/s of the training steps, after 2 warm-up steps)"]
+    if fallback:
+        lines.append("bf16 falls back to fp32 on this device: the bf16 column is a second fp32 run, and the "
+                     "ratio shows the run-to-run spread")
+    lines += ["| method | stage | batch | fp32 samples/s | bf16 samples/s | bf16 / fp32 |",
+              "|---|---|---:|---:|---:|---:|"]
     by = {(r["method"], r["precision"]): r for r in rows}
     for method in dict.fromkeys(r["method"] for r in rows):
         f, b = by.get((method, "fp32")), by.get((method, "bf16"))
@@ -483,12 +490,13 @@ def throughput_table(rows: list[dict], device: torch.device, size: str) -> str:
             if not sf.get("steps_timed"):
                 continue
             vf, vb = sf.get("samples_per_s"), sb.get("samples_per_s")
-            note = "" if (b and b["resolved"] == "bf16") else " (fp32: bf16 falls back on this device)"
-            ratio = f"{vb / vf:.2f}" if vf and vb else "-"
-            lines.append(f"| {method} | {stage} | {sf.get('batch', '-')} | {vf:,.0f} | "
-                         f"{vb:,.0f}{note} | {ratio} |" if vf and vb else
-                         f"| {method} | {stage} | - | {sf['steps_per_s']:.1f} steps/s | "
-                         f"{sb.get('steps_per_s', float('nan')):.1f} steps/s | - |")
+            if vf and vb:
+                lines.append(f"| {method} | {stage} | {sf.get('batch', '-')} | {vf:,.0f} | {vb:,.0f} | {vb / vf:.2f} |")
+            else:  # batches that are not index sets (a full-batch step): steps/s
+                vb_steps = sb.get("steps_per_s")
+                lines.append(f"| {method} | {stage} | full | {sf['steps_per_s']:.1f} steps/s | "
+                             f"{vb_steps:.1f} steps/s | " + (f"{vb_steps / sf['steps_per_s']:.2f} |" if vb_steps
+                                                             else "- |"))
     return "\n".join(lines)
 
 
