@@ -51,6 +51,10 @@ What each check establishes
   step's loss is on the device and finite. ``labels_`` must equal ``predict`` on the training
   data (see ``PREDICT_READOUT`` for the methods whose documented readout differs), and the
   estimator's ``device_`` must be the one asked for.
+* ``bf16 <method>``: the same tiny fit with ``precision="bf16"``, under the same checks; it must
+  run in bf16 on a CUDA device that supports it (in fp32 on the CPU, by design), and its ACC/NMI
+  on the tiny problem and the ARI between its partition and the fp32 one are set beside fp32's
+  (``--no-bf16`` skips these).
 * ``checkpoint``: DEC interrupted mid-stage on the device resumes on it to the labels of an
   uninterrupted fit, and the file it wrote loads on the CPU (``map_location``) and resumes there.
 * ``kmeans``/``finch``/``density_peaks``/``metrics``: these run on the CPU by design (scikit-learn,
@@ -63,7 +67,8 @@ What each check establishes
   on the CPU, where ``bf16`` falls back to fp32 by design).
 * ``--paper idec-mnist``: ``deepclust run idec --dataset mnist --preset paper`` (500 pretraining
   epochs, 20,000 iterations), timed end to end, with its ACC/NMI/ARI; the IDEC paper reports
-  ACC 0.881 on MNIST.
+  ACC 0.881 on MNIST. ``--paper-precision bf16`` runs it under bf16 autocast instead (a second
+  run, to set bf16's quality and time beside fp32's at the paper's scale).
 """
 
 from __future__ import annotations
@@ -103,9 +108,14 @@ class Report:
     def __init__(self) -> None:
         self.rows: list[dict] = []
 
-    def add(self, name: str, status: str, detail: str = "", **extra) -> None:
+    def add(self, name: str, status: str, detail: str = "", echo: bool = True, **extra) -> None:
         self.rows.append({"check": name, "status": status, "detail": detail, **extra})
-        print(f"{status:4s}  {name:24s} {detail}", flush=True)
+        if echo:
+            self.echo(self.rows[-1])
+
+    @staticmethod
+    def echo(row: dict) -> None:
+        print(f"{row['status']:4s}  {row['check']:24s} {row['detail']}", flush=True)
 
     def count(self, status: str) -> int:
         return sum(r["status"] == status for r in self.rows)
@@ -188,9 +198,12 @@ def _predict_args(method, args, kwargs):
     return args, ({"mask": kwargs["mask"]} if "mask" in kwargs else {})
 
 
-def check_fit(report: Report, method: str, device: torch.device, precision: str) -> None:
+def check_fit(report: Report, method: str, device: torch.device, precision: str, name: str = "fit") -> dict | None:
+    """One tiny fit on ``device`` under the hooks; returns its labels and scores (None on failure)."""
+    from deepclust.metrics import evaluate
+
     build = _tiny()
-    est, args, kwargs, _ = build(method)
+    est, args, kwargs, y = build(method)
     est.set_params(device=str(device), precision=precision)
     watch = DeviceWatch(device)
     try:
@@ -204,9 +217,9 @@ def check_fit(report: Report, method: str, device: torch.device, precision: str)
         _sync(device)
         secs = time.perf_counter() - t0
     except Exception as exc:  # a failure of this method is a FAIL line, not the end of the script
-        report.add(f"fit {method}", "FAIL", f"{type(exc).__name__}: {exc}",
-                   traceback=traceback.format_exc(limit=6))
-        return
+        report.add(f"{name} {method}", "FAIL", f"{type(exc).__name__}: {exc}",
+                   traceback=traceback.format_exc(limit=6))  # echoed whatever the caller
+        return None
     problems = []
     if not _same(est.device_, device):
         problems.append(f"device_={est.device_}")
@@ -229,9 +242,37 @@ def check_fit(report: Report, method: str, device: torch.device, precision: str)
               f"{agree:.3f}, precision {est.precision_}, {secs:.1f} s"
               + (f", peak {peak:.0f} MiB" if peak is not None else "")
               + (" (device checks trivially true on the CPU)" if device.type == "cpu" else ""))
-    report.add(f"fit {method}", "FAIL" if problems else "PASS", "; ".join(problems) or detail,
-               steps=watch.batches, module_calls=watch.module_calls, agreement=agree, seconds=round(secs, 2),
-               peak_mib=peak, precision=est.precision_)
+    scores = evaluate(y, labels)  # the tiny problem's labels: scoring only
+    detail += f", ACC {scores['acc']:.3f} NMI {scores['nmi']:.3f}"
+    report.add(f"{name} {method}", "FAIL" if problems else "PASS", "; ".join(problems) or detail,
+               echo=name == "fit", steps=watch.batches, module_calls=watch.module_calls, agreement=agree,
+               seconds=round(secs, 2), peak_mib=peak, precision=est.precision_, acc=scores["acc"], nmi=scores["nmi"])
+    return {"labels": labels, "acc": scores["acc"], "nmi": scores["nmi"], "precision": est.precision_}
+
+
+def check_bf16(report: Report, method: str, device: torch.device, ref: dict | None) -> None:
+    """The same tiny fit under ``precision="bf16"``: it must pass the same checks, train in bf16
+    where the device supports it (fp32 on the CPU, by design) and its quality is set beside fp32's
+    (ACC/NMI on the tiny problem, and the ARI between the two partitions)."""
+    from deepclust.metrics import ari
+
+    out = check_fit(report, method, device, "bf16", name="bf16")
+    if out is None:
+        return
+    if ref is None:
+        report.echo(report.rows[-1])
+        return
+    row = report.rows[-1]
+    want = "bf16" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    same = ari(ref["labels"], out["labels"])
+    prefix = row["detail"] + "; " if row["status"] == "FAIL" else ""  # the problems found, if any
+    row["detail"] = (prefix + f"ran in {out['precision']}; ACC {out['acc']:.3f} vs {ref['acc']:.3f} in fp32, "
+                     f"NMI {out['nmi']:.3f} vs {ref['nmi']:.3f}, ARI(bf16, fp32 partitions) {same:.3f}")
+    row["ari_vs_fp32"] = same
+    if out["precision"] != want:
+        row["status"] = "FAIL"
+        row["detail"] = f"ran in {out['precision']}, expected {want}; " + row["detail"]
+    report.echo(row)
 
 
 class _Interrupt(Exception):
@@ -508,7 +549,8 @@ def throughput_table(rows: list[dict], device: torch.device, size: str) -> str:
 PAPER_SECONDS = 300
 
 
-def run_paper(report: Report, device: torch.device, which: str, deadline: float) -> dict | None:
+def run_paper(report: Report, device: torch.device, which: str, deadline: float,
+              precision: str = "fp32") -> dict | None:
     if which != "idec-mnist":
         raise ValueError(f"unknown --paper {which!r}; known: idec-mnist")
     from deepclust.data import load_dataset
@@ -522,7 +564,8 @@ def run_paper(report: Report, device: torch.device, which: str, deadline: float)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
         cmd = [sys.executable, "-m", "deepclust", "run", "idec", "--dataset", "mnist", "--preset", "paper",
-               "--seed", "0", "--device", str(device), "--out", str(out), "--no-pictures", "-q"]
+               "--seed", "0", "--device", str(device), "--out", str(out), "--no-pictures", "-q",
+               "--set", f"precision={precision}"]
         left = deadline - time.perf_counter()
         if left < PAPER_SECONDS:
             report.add("paper idec-mnist", "SKIP", f"{left:.0f} s left of --max-seconds; run it alone: "
@@ -561,6 +604,9 @@ def main(argv=None) -> int:
     ap.add_argument("--paper", default=None, help="also run a paper preset end to end: idec-mnist")
     ap.add_argument("--precision", default="fp32", choices=("fp32", "bf16", "auto"),
                     help="precision of the per-method fit checks (default fp32)")
+    ap.add_argument("--no-bf16", action="store_true", help="skip the bf16 repeat of each tiny fit")
+    ap.add_argument("--paper-precision", default="fp32", choices=("fp32", "bf16"),
+                    help="precision of the --paper run (default fp32, the paper's)")
     ap.add_argument("--json", default=None, help="write every result to this JSON file")
     ap.add_argument("--max-seconds", type=float, default=450,
                     help="time budget: later throughput rows and the paper run are skipped (with a reason) "
@@ -593,14 +639,17 @@ def main(argv=None) -> int:
     report.add("device", "PASS", f"{args.device!r} -> {device}")
 
     for method in methods:
-        check_fit(report, method, device, args.precision)
+        ref = check_fit(report, method, device, args.precision)
+        if args.precision == "fp32" and not args.no_bf16:
+            check_bf16(report, method, device, ref)
     if "dec" in methods:
         check_checkpoint(report, device)
     check_classical(report, device)
 
     # the paper preset before the throughput table: it is the number a reader looks for, and the
     # throughput rows that no longer fit the budget are skipped one by one (with the reason)
-    paper = run_paper(report, device, args.paper, started + args.max_seconds) if args.paper else None
+    paper = (run_paper(report, device, args.paper, started + args.max_seconds, args.paper_precision)
+             if args.paper else None)
     size = args.throughput if args.throughput != "auto" else ("paper" if device.type == "cuda" else "tiny")
     rows, table = [], ""
     if size != "off" and methods:
