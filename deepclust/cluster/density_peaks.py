@@ -9,7 +9,9 @@ TDEC (sec. 3.2) picks the K cluster centres in its 2-D clustering space as densi
   distance to any point for a point with no denser point;
 * eq. 4, ``gamma_i = rho_i * delta_i``; the K largest gammas are the centres.
 
-Then it assigns by the neighbour-weighted Student-t kernel (eqs. 5-6, :func:`neighbor_assignment`).
+Then it assigns by the neighbour-weighted Student-t kernel (eqs. 5-6, :func:`neighbor_assignment`)
+over each point's k nearest *other* points (:func:`knn_indices` for the fitted set,
+:func:`knn_query` for the prediction of any points against it).
 
 Scalable computation (``method="fast"``; memory O(n), never an n x n array):
 
@@ -48,6 +50,7 @@ __all__ = [
     "nearest_denser",
     "density_peaks",
     "knn_indices",
+    "knn_query",
     "neighbor_assignment",
 ]
 
@@ -312,6 +315,38 @@ def knn_indices(Z, k: int) -> np.ndarray:
     keep = np.ones_like(is_self)
     keep[np.arange(n), first_self] = False
     return idx[keep].reshape(n, k).astype(np.int64)
+
+
+def knn_query(bank, Z, k: int) -> np.ndarray:
+    """(m, k) indices of the k nearest ``bank`` points of each row of ``Z``, nearest first.
+
+    A query that coincides with a bank point (distance exactly 0) is taken to *be* that point and
+    is left out of its own list, as :func:`knn_indices` leaves each point out of its own: the
+    ``k + 1`` nearest are looked up and the first is dropped where its distance is 0, else the
+    last. So ``knn_query(Z, Z, k)`` gives each point the neighbours of ``knn_indices(Z, k)`` (the
+    same indices; with exact duplicates possibly the duplicate's index instead of the point's
+    own, which has the same coordinates), and a new point keeps its k nearest bank points.
+    """
+    from scipy.spatial import cKDTree
+
+    bank = _as_points(bank)
+    Z = np.asarray(Z.detach().cpu().numpy() if isinstance(Z, torch.Tensor) else Z, dtype=np.float64)
+    n = bank.shape[0]
+    if Z.ndim != 2 or Z.shape[1] != bank.shape[1]:
+        raise ValueError(f"Z must be (m, {bank.shape[1]}) like the bank, got shape {Z.shape}")
+    if not np.isfinite(Z).all():
+        raise ValueError("Z contains NaN or infinite coordinates")
+    if not 1 <= k < n:
+        raise ValueError(f"k must be in [1, n_bank-1={n - 1}], got {k}")
+    m = Z.shape[0]
+    if m == 0:
+        return np.zeros((0, k), dtype=np.int64)
+    dist, idx = cKDTree(bank).query(Z, k=k + 1)
+    dist, idx = dist.reshape(m, k + 1), idx.reshape(m, k + 1)
+    drop = np.where(dist[:, 0] == 0.0, 0, k)  # itself (distance 0) or the (k+1)-th nearest
+    keep = np.ones(idx.shape, dtype=bool)
+    keep[np.arange(m), drop] = False
+    return idx[keep].reshape(m, k).astype(np.int64)
 
 
 @fp32_under_autocast  # a Student-t kernel and a normalisation: fp32 under bf16 autocast

@@ -38,7 +38,17 @@ Choices the paper leaves open (stated, not hidden):
   (it still reaches the encoder through the DR map) — a deviation from line 11, used by the
   ``fast`` preset, off by default and in ``paper``; ``dr_lr`` and ``rec_reduction`` are
   experiment switches (defaults = the behaviour above).
-* The stopping threshold epsilon is not given: ``tol = 0.001`` as in IDEC.
+* The stopping threshold epsilon is not given: ``tol = 0.001`` as in IDEC. Line 7 compares
+  the label assignments of two refreshes as partitions (:func:`_label_change`: the share of
+  points that changed cluster after the best one-to-one matching of the two label sets), since
+  the density peaks are numbered by decreasing gamma and may be renumbered at any refresh.
+* Line 4 re-picks the density peaks at every refresh. ``track_centers=True`` (default, ``fast``)
+  renumbers the new clusters to match the previous refresh's (:func:`_match_to_previous`), so a
+  cluster keeps its number; ``paper`` keeps the density-peak order (the losses and the stop
+  test do not depend on the numbering).
+* Eqs. 5-6 take each point's k nearest *other* points, in the fit and in :meth:`TDEC.predict`
+  (a sample whose embedding is a training embedding is left out of its own neighbours), so
+  ``predict(X_train)`` reproduces ``labels_``.
 * Images whose patch size H/4 is odd or fractional are resized (bilinear) to the next multiple of
   8 (Appendix A: 28x28 -> 32x32).
 
@@ -61,9 +71,15 @@ from torch import nn
 
 from deepclust import distributed as ddp
 from deepclust.base import DeepClusterer
-from deepclust.cluster.density_peaks import density_peaks, knn_indices, neighbor_assignment
+from deepclust.cluster.density_peaks import (
+    density_peaks,
+    knn_indices,
+    knn_query,
+    neighbor_assignment,
+)
 from deepclust.losses.dec import kl_divergence, student_t_assignment, target_distribution
 from deepclust.losses.tsne import dim_reduction_loss
+from deepclust.metrics import acc, match_labels
 from deepclust.nn.mlp_ae import mlp
 from deepclust.nn.transformer_ae import MLPImageAE, TransformerAE
 from deepclust.training import History, fit_loop, minibatches, pack_state, unpack_state
@@ -148,11 +164,52 @@ def _features_all(net: TDECNet, X: torch.Tensor):
     return ddp.gather_rows(z_w), ddp.gather_rows(z_v)
 
 
+def _label_change(previous: np.ndarray, labels: np.ndarray) -> float:
+    """Algorithm 1 line 7, ``sum(Y' != Y) / n``, between two *partitions*: the share of points
+    whose cluster changed after the best one-to-one matching of the two label sets (Hungarian
+    matching on their contingency table, as in :func:`deepclust.metrics.acc`). A renumbering of
+    the clusters is no change; the density-peak head numbers its clusters by decreasing gamma,
+    which may reorder them at every refresh without moving a point."""
+    return 1.0 - acc(previous, labels)
+
+
+def _match_to_previous(previous: np.ndarray, labels: np.ndarray, n_clusters: int) -> np.ndarray:
+    """The order ``(K,)`` that gives the new clusters the identities of the previous ones:
+    new cluster ``order[j]`` becomes cluster j. ``order`` is the Hungarian matching of the new
+    partition to the previous one that maximises their agreement
+    (:func:`deepclust.metrics.match_labels`); clusters left unmatched (empty in one of the two
+    partitions) are paired in increasing order. Relabel with ``q[:, order]``, ``centers[order]``.
+    """
+    mapping = match_labels(previous, labels)  # {new cluster: previous cluster}
+    order = np.full(n_clusters, -1, dtype=np.int64)
+    for new, old in mapping.items():
+        order[old] = new
+    free_new = [t for t in range(n_clusters) if t not in mapping]
+    order[order < 0] = free_new  # as many free identities as free new clusters
+    return order
+
+
+def _neighbor_q(z: torch.Tensor, bank: torch.Tensor, knn: torch.Tensor, centers: torch.Tensor,
+                chunk: int = 8192) -> torch.Tensor:
+    """Eqs. 5-6 for the rows of ``z`` with neighbours ``bank[knn]``, in chunks of rows (the
+    refresh and :meth:`TDEC.predict` use this same function, so they agree exactly)."""
+    with torch.no_grad():
+        return torch.cat([
+            neighbor_assignment(z[i : i + chunk], bank[knn[i : i + chunk]], centers)
+            for i in range(0, len(z), chunk)
+        ])
+
+
 def _head_assign(z_v: torch.Tensor, n_clusters: int, *, n_neighbors: int, neighbor_rate: float,
-                 seed: int, chunk: int = 8192) -> dict:
+                 seed: int, previous: np.ndarray | None = None, chunk: int = 8192) -> dict:
     """Clustering head over the whole set: density-peak centres (eqs. 2-4), kNN lists and the
     neighbour-weighted assignments (eqs. 5-6). Under a process group the density peaks and kNN
-    lists are computed on rank 0 and broadcast (``z_v`` is the same on every rank)."""
+    lists are computed on rank 0 and broadcast (``z_v`` is the same on every rank).
+
+    ``previous`` (labels of the last refresh): the centres are reordered so that each new
+    cluster keeps the identity of the previous cluster it matches best
+    (:func:`_match_to_previous`, on rank 0, broadcast); None keeps the density-peak order
+    (decreasing gamma)."""
     Z = z_v.detach().cpu().double().numpy()
     k = int(min(n_neighbors, len(Z) - 1))
 
@@ -163,10 +220,13 @@ def _head_assign(z_v: torch.Tensor, n_clusters: int, *, n_neighbors: int, neighb
     center_index, knn_np, dc = ddp.run_on_rank0(peaks_and_knn)
     knn = torch.from_numpy(knn_np).to(z_v.device)  # (n, k)
     centers = z_v[torch.from_numpy(center_index).to(z_v.device)]  # (K, c)
-    q = torch.cat([
-        neighbor_assignment(z_v[i : i + chunk], z_v[knn[i : i + chunk]], centers)
-        for i in range(0, len(z_v), chunk)
-    ])
+    q = _neighbor_q(z_v, z_v, knn, centers, chunk)
+    if previous is not None:
+        labels = q.argmax(1).cpu().numpy()
+        order = ddp.run_on_rank0(lambda: _match_to_previous(previous, labels, n_clusters))
+        center_index = center_index[order]
+        order_t = torch.from_numpy(order).to(z_v.device)
+        centers, q = centers[order_t], q[:, order_t]
     return {"q": q, "centers": centers, "knn": knn, "bank": z_v.detach().clone(), "dc": float(dc),
             "center_index": center_index}
 
@@ -185,6 +245,7 @@ def _train_tdec(
     n_neighbors: int,
     neighbor_rate: float,
     neighbor_mode: str,
+    track_centers: bool = True,
     rec_reduction: str = "sum",
     clu_to_dr: bool = True,
     dr_lr: float | None = None,
@@ -288,12 +349,18 @@ def _train_tdec(
 
     state: dict = {"step": 0, "n_refresh": 0, "labels": None, "delta": 1.0, "converged": False}
 
-    def refresh() -> None:
-        """Algorithm 1 lines 3-9: all clustering features, centres, assignments, stop test."""
-        _, z_v = _features_all(net, X)  # line 3 (all ranks' rows, original order)
+    def refresh(final: bool = False) -> torch.Tensor:
+        """Algorithm 1 lines 3-9: all clustering features, centres, assignments, stop test.
+
+        ``final`` (line 14): every rank computes all features itself, with the same function
+        as :meth:`TDEC.predict` (so ``predict`` on the training set reproduces the labels), and
+        the stop test is left as it was. Returns the clustering features ``z_v``."""
+        _, z_v = _features(net, X) if final else _features_all(net, X)  # line 3
+        previous = state["labels"]
         if clustering_head:
             head = _head_assign(z_v, n_clusters, n_neighbors=n_neighbors,
-                                neighbor_rate=neighbor_rate, seed=seed)  # lines 4, 6
+                                neighbor_rate=neighbor_rate, seed=seed,
+                                previous=previous if track_centers else None)  # lines 4, 6
             state.update(head)
             q = head["q"]
         else:
@@ -301,11 +368,13 @@ def _train_tdec(
                 q = student_t_assignment(z_v, net.centers)
         state["p"] = target_distribution(q)  # eq. 7 target, f_t over the whole set
         labels = q.argmax(1).cpu().numpy()
-        if state["labels"] is not None:  # lines 5, 7-9
-            state["delta"] = float(np.mean(labels != state["labels"]))
+        if previous is not None and not final:  # lines 5, 7-9, rank 0's result on every rank
+            state["delta"] = float(ddp.run_on_rank0(
+                lambda: np.array([_label_change(previous, labels)]))[0])
             state["converged"] = state["delta"] <= tol
         state["labels"] = labels
         state["n_refresh"] += 1
+        return z_v
 
     n_batches = n // batch_size if drop_last else math.ceil(n / batch_size)
     interval = int(update_interval or n_batches)
@@ -359,9 +428,9 @@ def _train_tdec(
     # -- line 14: forward pass for the final labels -----------------------------------------
     steps_done = state["step"]
     converged = state["converged"]
-    state["labels"] = None
-    refresh()
-    return {"state": state, "history": history, "n_iter": steps_done, "converged": converged}
+    z_v = refresh(final=True)
+    return {"state": state, "history": history, "n_iter": steps_done, "converged": converged,
+            "z_v": z_v}
 
 
 class TDEC(DeepClusterer):
@@ -405,6 +474,15 @@ class TDEC(DeepClusterer):
         clustering space). ``"anchored"``: the neighbourhood keeps its shape (offsets
         ``z_s - z_i`` from the refresh) and moves with the current z_i, so the kernel terms carry
         the gradient; at a refresh both equal eq. 6 exactly.
+    track_centers : bool, default True
+        Keep each cluster's identity across refreshes. Every refresh re-picks the density peaks
+        (Algorithm 1 line 4), numbered by decreasing gamma; with True the new clusters are
+        matched to the previous refresh's (Hungarian matching of the two partitions) and
+        renumbered, so that cluster j means the same cluster in every refresh's labels,
+        centres, target P and in ``labels_``. False keeps the density-peak numbering (the
+        ``paper`` preset). The losses do not depend on it (Q and P are permuted together) and
+        neither does the stop test (which compares partitions); ignored with
+        ``clustering_head=False``, whose learnable centres keep their identity.
     rec_reduction : {"sum", "mean"}, default "sum"
         Eq. 8 sums the squared error over pixels (``"sum"``); ``"mean"`` averages it (an
         experiment switch; it lets L_clu dominate the encoder).
@@ -425,7 +503,8 @@ class TDEC(DeepClusterer):
     update_interval : int or None
         Mini-batches between refreshes of centres and targets (None: once per epoch).
     tol : float, default 0.001
-        Stop when at most this share of labels changed between refreshes.
+        Stop when at most this share of points changed cluster between refreshes (compared as
+        partitions: after the best one-to-one matching of the two refreshes' clusters).
     augment : bool, default True
         Rotation up to ``max_rotation`` degrees and shifts up to ``max_shift * H`` pixels.
     max_rotation, max_shift : float, default 10, 0.1
@@ -442,6 +521,10 @@ class TDEC(DeepClusterer):
     ----------
     labels_, embedding_ (n, c) clustering-space coordinates, cluster_centers_ (K, c),
     center_indices_ (K,) density-peak samples, history_, model_, selection_, diagnostics_.
+    ``labels_`` and ``embedding_`` come from the final forward pass (Algorithm 1 line 14), made
+    with the same function as :meth:`predict`, and ``predict`` leaves a sample whose embedding
+    equals a training embedding out of its own neighbours, as the fit does: on the fitting
+    device ``predict(X_train)`` equals ``labels_``.
     """
 
     input_kind = "images"
@@ -468,6 +551,7 @@ class TDEC(DeepClusterer):
         n_neighbors: int = 50,
         neighbor_rate: float = 0.02,
         neighbor_mode: str = "anchored",
+        track_centers: bool = True,
         rec_reduction: str = "sum",
         clu_to_dr: bool = True,
         dr_lr: float | None = None,
@@ -509,6 +593,7 @@ class TDEC(DeepClusterer):
         self.n_neighbors = n_neighbors
         self.neighbor_rate = neighbor_rate
         self.neighbor_mode = neighbor_mode
+        self.track_centers = track_centers
         self.rec_reduction = rec_reduction
         self.clu_to_dr = clu_to_dr
         self.dr_lr = dr_lr
@@ -572,6 +657,8 @@ class TDEC(DeepClusterer):
             raise ValueError(
                 f"neighbor_mode must be 'anchored' or 'bank', got {self.neighbor_mode!r}"
             )
+        if not isinstance(self.track_centers, (bool, np.bool_)):
+            raise ValueError(f"track_centers must be True or False, got {self.track_centers!r}")
         if self.rec_reduction not in ("sum", "mean"):
             raise ValueError(
                 f"rec_reduction must be 'sum' or 'mean', got {self.rec_reduction!r}"
@@ -621,7 +708,8 @@ class TDEC(DeepClusterer):
             use_augment=bool(self.augment) and not self._vector_mode_, alpha=float(self.alpha),
             beta=float(self.beta), perplexity=float(self.perplexity),
             n_neighbors=int(self.n_neighbors), neighbor_rate=float(self.neighbor_rate),
-            neighbor_mode=self.neighbor_mode, rec_reduction=self.rec_reduction,
+            neighbor_mode=self.neighbor_mode, track_centers=bool(self.track_centers),
+            rec_reduction=self.rec_reduction,
             clu_to_dr=bool(self.clu_to_dr),
             dr_lr=None if self.dr_lr is None else float(self.dr_lr),
             dr_epochs=int(self.dr_epochs), pretrain_epochs=int(self.pretrain_epochs),
@@ -632,10 +720,9 @@ class TDEC(DeepClusterer):
             verbose=bool(self.verbose), checkpoint_path=self.checkpoint_path, resume=bool(self.resume),
         )
         st = out["state"]
-        _, z_v = _features(net, Xt)  # on the training device, before the model moves to the CPU
         self.model_ = net.cpu()
         self.labels_ = ddp.broadcast_array(st["labels"].astype(np.int64))  # rank 0's on every rank
-        self.embedding_ = z_v.cpu().numpy()
+        self.embedding_ = out["z_v"].cpu().numpy()  # the final pass (line 14) that gave labels_
         if self.clustering_head:
             self.cluster_centers_ = st["centers"].detach().cpu().numpy()
             self.center_indices_ = np.asarray(st["center_index"], dtype=np.int64)
@@ -654,21 +741,26 @@ class TDEC(DeepClusterer):
         }
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
+        """Eqs. 5-6 against the fitted clustering space, computed as the final refresh does (on
+        the fitted device, the same functions). Each sample's k neighbours are the k nearest
+        training embeddings (k as in the fit: ``min(n_neighbors, n - 1)``); a sample whose
+        embedding coincides with a training embedding (distance exactly 0: a training sample)
+        is that sample and is left out of its own neighbours, as in the fit (eq. 5 would give it
+        a weight of ~1e12 and eq. 6 would collapse to its own kernel). Without the clustering
+        head: the Student-t to the learnt centres."""
         Xt = self._prepare(X)  # on the fitted device
         net = self.model_.to(self.device_)
         try:
             _, z_v = _features(net, Xt)
-            z_v = z_v.cpu()
+            if not self.clustering_head:
+                with torch.no_grad():
+                    q = student_t_assignment(z_v, net.centers.detach())
+            else:
+                k = int(min(self.n_neighbors, len(self.embedding_) - 1))
+                knn = knn_query(self.embedding_, z_v.detach().cpu().double().numpy(), k)
+                bank = torch.from_numpy(self.embedding_).to(z_v.device)
+                centers = torch.from_numpy(self.cluster_centers_).to(z_v.device)
+                q = _neighbor_q(z_v, bank, torch.from_numpy(knn).to(z_v.device), centers)
         finally:
             self.model_ = net.cpu()
-        if not self.clustering_head:
-            q = student_t_assignment(z_v, net.centers.detach())
-            return q.argmax(1).numpy().astype(np.int64)
-        from scipy.spatial import cKDTree
-
-        bank = torch.from_numpy(self.embedding_)
-        k = int(min(self.n_neighbors, len(bank)))
-        _, idx = cKDTree(self.embedding_.astype(np.float64)).query(z_v.double().numpy(), k=k)
-        idx = torch.from_numpy(np.asarray(idx).reshape(len(z_v), k))
-        q = neighbor_assignment(z_v, bank[idx], torch.from_numpy(self.cluster_centers_))
-        return q.argmax(1).numpy().astype(np.int64)
+        return q.argmax(1).cpu().numpy().astype(np.int64)

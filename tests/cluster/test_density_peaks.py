@@ -122,3 +122,26 @@ def test_neighbor_assignment_paper_example():
     z.requires_grad_(True)
     neighbor_assignment(z, neighbors, centers)[0, 1].backward()
     assert torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
+
+
+def test_knn_query_leaves_out_itself_and_keeps_k_for_new_points():
+    from deepclust.cluster.density_peaks import knn_query
+
+    rng = np.random.default_rng(0)
+    Z = rng.normal(size=(60, 2))
+    # the training set against itself: the same lists as knn_indices (self left out)
+    np.testing.assert_array_equal(knn_query(Z, Z, 7), knn_indices(Z, 7))
+    np.testing.assert_array_equal(knn_query(Z, Z[[5, 3]], 7), knn_indices(Z, 7)[[5, 3]])
+    # new points: their k nearest bank points, by brute force
+    new = rng.normal(size=(9, 2))
+    d = np.linalg.norm(new[:, None] - Z[None], axis=-1)
+    np.testing.assert_array_equal(knn_query(Z, new, 7), np.argsort(d, 1, kind="stable")[:, :7])
+    # exact duplicates: the same neighbour coordinates as knn_indices
+    Zd = np.concatenate([Z, Z[:4]])
+    np.testing.assert_array_equal(Zd[knn_query(Zd, Zd, 5)], Zd[knn_indices(Zd, 5)])
+    zero = (np.linalg.norm(Zd[knn_query(Zd, Zd, 5)] - Zd[:, None], axis=-1) == 0).sum(1)
+    np.testing.assert_array_equal(zero, np.isin(np.arange(64), [0, 1, 2, 3, 60, 61, 62, 63]))
+    with pytest.raises(ValueError, match="k must be"):
+        knn_query(Z, new, 60)
+    with pytest.raises(ValueError, match="like the bank"):
+        knn_query(Z, rng.normal(size=(3, 3)), 5)

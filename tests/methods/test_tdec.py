@@ -153,3 +153,189 @@ def test_dr_epochs_fits_only_the_dr_block_on_fixed_features():
     assert len(dims) == 30 and dims[-1] < 0.8 * dims[0], dims
     with pytest.raises(ValueError, match="dr_epochs"):
         TDEC(n_clusters=3, **{**TINY, "dr_epochs": -1}).fit(X)
+
+
+# -- the stop test, centre identity across refreshes, prediction on the training set ---------
+
+def test_label_change_compares_partitions_not_indices():
+    from deepclust.methods.tdec import _label_change
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 4, size=200)
+    perm = np.array([2, 0, 3, 1])
+    b = perm[a]  # the same partition, renumbered
+    assert np.mean(a != b) > 0.5  # raw indices disagree ...
+    assert _label_change(a, b) == 0.0  # ... the partitions do not
+    c = b.copy()
+    c[:5] = (c[:5] + 1) % 4  # 5 of 200 points move to another cluster
+    assert _label_change(a, c) == pytest.approx(5 / 200)
+    assert _label_change(a, a) == 0.0
+
+
+def test_match_to_previous_gives_new_clusters_the_previous_identities():
+    from deepclust.methods.tdec import _match_to_previous
+
+    rng = np.random.default_rng(1)
+    prev = rng.integers(0, 4, size=120)
+    perm = np.array([3, 1, 0, 2])
+    new = perm[prev]
+    new[:6] = (new[:6] + 1) % 4  # a few points change cluster as well
+    order = _match_to_previous(prev, new, 4)
+    np.testing.assert_array_equal(order, perm)  # new cluster perm[j] is previous cluster j
+    inv = np.argsort(order)
+    assert np.mean(inv[new] != prev) == pytest.approx(6 / 120)
+    # previous clusters 1 and 2 merge into new cluster 2 and new cluster 0 is empty: the
+    # empty cluster still gets an identity (order stays a permutation)
+    prev2 = np.repeat(np.arange(3), 10)
+    new2 = np.array([1, 2, 2])[prev2]
+    order2 = _match_to_previous(prev2, new2, 3)
+    assert sorted(order2.tolist()) == [0, 1, 2]
+    assert order2[0] == 1 and sorted(order2[1:].tolist()) == [0, 2]
+
+
+def _reversing_peaks(monkeypatch, every=2):
+    """Make the density-peak head return its centres reversed at every ``every``-th call from
+    the second on (a renumbering that leaves the partition as it is)."""
+    import dataclasses
+
+    import deepclust.methods.tdec as T
+
+    real, calls = T.density_peaks, {"n": 0}
+
+    def peaks(*args, **kwargs):
+        dp = real(*args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] % every == 0:
+            dp = dataclasses.replace(dp, centers=dp.centers[::-1].copy())
+        return dp
+
+    monkeypatch.setattr(T, "density_peaks", peaks)
+    return calls
+
+
+def _blobs2d(n_per=20, seed=0):
+    rng = np.random.default_rng(seed)
+    means = np.array([[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]])
+    Z = np.concatenate([rng.normal(m, 0.6, size=(n_per, 2)) for m in means])
+    return torch.from_numpy(Z.astype(np.float32)), np.repeat(np.arange(3), n_per)
+
+
+def test_head_assign_keeps_the_centres_identity(monkeypatch):
+    from deepclust.methods.tdec import _head_assign, _label_change
+
+    Z, y = _blobs2d()
+    kw = dict(n_neighbors=5, neighbor_rate=0.02, seed=0)
+    _reversing_peaks(monkeypatch)
+    first = _head_assign(Z, 3, **kw)  # call 1: the density-peak order
+    l1 = first["q"].argmax(1).numpy()
+    assert acc(y, l1) == 1.0
+    tracked = _head_assign(Z, 3, previous=l1, **kw)  # call 2: peaks reversed, matched back
+    np.testing.assert_array_equal(tracked["q"].argmax(1).numpy(), l1)
+    np.testing.assert_array_equal(tracked["center_index"], first["center_index"])
+    torch.testing.assert_close(tracked["centers"], first["centers"])
+    torch.testing.assert_close(tracked["q"], first["q"])
+    _head_assign(Z, 3, **kw)  # call 3: not reversed
+    untracked = _head_assign(Z, 3, **kw)  # call 4: reversed, no matching
+    l4 = untracked["q"].argmax(1).numpy()
+    assert np.mean(l4 != l1) > 0.5 and _label_change(l1, l4) == 0.0
+    np.testing.assert_array_equal(untracked["center_index"], first["center_index"][::-1])
+
+
+def _record_refresh_labels(monkeypatch):
+    import deepclust.methods.tdec as T
+
+    real, seen = T._head_assign, []
+
+    def head(*args, **kwargs):
+        out = real(*args, **kwargs)
+        seen.append(out["q"].argmax(1).cpu().numpy())
+        return out
+
+    monkeypatch.setattr(T, "_head_assign", head)
+    return seen
+
+
+@pytest.mark.parametrize("track", [True, False])
+def test_refreshes_keep_cluster_identity_and_the_stop_rule_fires(monkeypatch, track):
+    """Every second refresh gets its density peaks in reversed order. With track_centers the
+    labels keep their numbers across refreshes; either way the stop test compares partitions,
+    so it fires once the partition is stable (the raw indices alone would never agree)."""
+    from deepclust.methods.tdec import _label_change
+
+    X, _ = _images()
+    _reversing_peaks(monkeypatch)
+    seen = _record_refresh_labels(monkeypatch)
+    kw = {**TINY, "epochs": 6, "tol": 0.02, "update_interval": 1}
+    m = TDEC(n_clusters=3, random_state=0, track_centers=track, **kw).fit(X)
+    n_batches = int(np.ceil(90 / TINY["batch_size"]))
+    assert m.diagnostics_["converged"] and m.n_iter_ < kw["epochs"] * n_batches
+    assert "tol=0.02" in m.selection_
+    train = seen[:-1]  # the training refreshes; seen[-1] is the final pass
+    assert len(train) >= 2 and m.diagnostics_["n_refresh"] == len(seen)
+    part = [_label_change(a, b) for a, b in zip(train, train[1:])]
+    # the fit stopped at the first refresh whose partition changed by at most tol
+    assert part[-1] <= kw["tol"] and all(p > kw["tol"] for p in part[:-1]), part
+    raw = [float(np.mean(a != b)) for a, b in zip(seen, seen[1:])]
+    part_all = [_label_change(a, b) for a, b in zip(seen, seen[1:])]
+    if track:  # numbers keep their meaning: the raw disagreement is the partition change
+        assert raw == pytest.approx(part_all)
+    else:  # the stopping refresh renumbered the clusters (all but the middle centre)
+        assert raw[len(part) - 1] > 0.3
+    np.testing.assert_array_equal(m.labels_, seen[-1])
+
+
+def test_track_centers_is_validated_and_in_the_presets():
+    from deepclust.presets.tdec import PRESETS
+
+    X, _ = _images()
+    with pytest.raises(ValueError, match="track_centers"):
+        TDEC(n_clusters=3, **{**TINY, "track_centers": "yes"}).fit(X)
+    assert PRESETS["paper"]["default"]["track_centers"] is False
+    assert PRESETS["fast"]["default"]["track_centers"] is True
+
+
+@pytest.mark.parametrize("kw", [{}, {"clustering_head": False}, {"track_centers": False}])
+def test_predict_on_the_training_set_reproduces_labels(kw):
+    """predict leaves a training sample out of its own neighbours, as the fit does (else eq. 5
+    gives it a weight of ~1e12 and eq. 6 collapses to its own kernel)."""
+    X, _ = _images()
+    m = TDEC(n_clusters=3, random_state=0, **{**TINY, "epochs": 3, "tol": 0.0, **kw}).fit(X)
+    np.testing.assert_array_equal(m.predict(X), m.labels_)
+    np.testing.assert_array_equal(m.predict(X[10:40]), m.labels_[10:40])  # any subset, any order
+    perm = np.random.default_rng(0).permutation(90)
+    np.testing.assert_array_equal(m.predict(X[perm]), m.labels_[perm])
+
+
+def test_predict_leaves_a_training_sample_out_of_its_own_neighbours():
+    """predict against the eq. 5-6 reference: a training sample's k nearest *other* training
+    embeddings, a new sample's k nearest training embeddings. The centres are moved to where
+    counting a sample as its own neighbour changes some labels, so the check is not vacuous."""
+    from scipy.spatial import cKDTree
+
+    from deepclust.cluster.density_peaks import knn_indices, neighbor_assignment
+    from deepclust.methods.tdec import _features
+
+    X, _ = _images()
+    k = TINY["n_neighbors"]
+    m = TDEC(n_clusters=3, random_state=0, **{**TINY, "epochs": 3, "tol": 0.0}).fit(X)
+    E = torch.from_numpy(m.embedding_)
+    own = neighbor_assignment(E, E[knn_indices(m.embedding_, k)], torch.from_numpy(m.cluster_centers_))
+    np.testing.assert_array_equal(m.labels_, own.argmax(1).numpy())
+    tree = cKDTree(m.embedding_.astype(np.float64))
+    with_self = torch.from_numpy(tree.query(m.embedding_.astype(np.float64), k=k)[1])  # self first
+    for idx in ([29, 30, 59], [0, 30, 60], [14, 44, 74], [59, 60, 89]):
+        C = E[idx]
+        ref = neighbor_assignment(E, E[knn_indices(m.embedding_, k)], C).argmax(1).numpy()
+        if (ref != neighbor_assignment(E, E[with_self], C).argmax(1).numpy()).any():
+            break
+    else:
+        pytest.fail("no centres found for which counting a sample as its own neighbour matters")
+    m.cluster_centers_ = C.numpy()
+    np.testing.assert_array_equal(m.predict(X), ref)
+    # new samples (not in the training set) keep their k nearest training embeddings
+    Xn = np.clip(X[::9] + 0.05 * np.random.default_rng(0).random(X[::9].shape, np.float32), 0, 1)
+    zn = _features(m.model_, torch.from_numpy(Xn))[1]
+    dist, nb = tree.query(zn.double().numpy(), k=k)
+    assert (dist[:, 0] > 0).all()
+    ref_new = neighbor_assignment(zn, E[torch.from_numpy(nb)], C).argmax(1).numpy()
+    np.testing.assert_array_equal(m.predict(Xn), ref_new)
