@@ -232,9 +232,11 @@ class _SceneReference:
       weighted k-means (weight = pixels, 10 restarts) on those means, each pixel labelled as its
       mini-cluster. (Means of the 7x7 AE-input patches, of the PCA bands or of the spectra gave
       0.83-0.85 OA against 0.876 for these features; the strongest is the reference.)
-    * ``umap-kmeans``: the peer a user tries first: UMAP (umap-learn, its defaults: 15
-      neighbours, min_dist 0.1; 10 components, ``random_state=seed``) of the same patches as
-      ``kmeans-patches``, then k-means (10 restarts). Needs the ``bench`` extra.
+    * ``umap-kmeans``: the peer a user tries first, the ``umap-kmeans`` method
+      (:class:`deepclust.methods.umap_kmeans.UMAPKMeans`) on the same patches as
+      ``kmeans-patches``, with the settings of the recorded rows: umap-learn's defaults (15
+      neighbours, min_dist 0.1), 10 components, no PCA, then k-means (10 restarts), all seeded
+      with ``seed``. Needs the ``bench`` (or ``umap``) extra.
     """
 
     def __init__(self, method: str, k: int, seed: int, cube: np.ndarray, mask: np.ndarray):
@@ -248,12 +250,16 @@ class _SceneReference:
         src = ScenePatches(pca_cube, rows, cols, 7)
         mean, scale = src.feature_stats(scaling="global")
         src.set_normalisation(mean, scale)
-        if method in ("kmeans-patches", "umap-kmeans"):
-            P = src.materialize().reshape(len(src), -1).numpy().astype(np.float64)
-            if method == "umap-kmeans":
-                import umap
+        if method == "umap-kmeans":
+            from deepclust.methods.umap_kmeans import UMAPKMeans
 
-                P = umap.UMAP(n_components=10, random_state=seed).fit_transform(P)
+            P = src.materialize().reshape(len(src), -1).numpy()
+            m = UMAPKMeans(n_clusters=k, n_components=10, n_neighbors=15, min_dist=0.1, pca_components=None,
+                           n_init=10, random_state=seed).fit(P)
+            self.labels_, self.selection_ = m.labels_, m.selection_
+            return
+        if method == "kmeans-patches":
+            P = src.materialize().reshape(len(src), -1).numpy().astype(np.float64)
             self.labels_ = KMeans(k, n_init=10, random_state=seed).fit(P).labels_
             self.selection_ = "k-means, lowest inertia of 10 restarts"
             return

@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 
 _ESTIMATORS = {
     "KMeans": "deepclust.methods.kmeans",
+    "UMAPKMeans": "deepclust.methods.umap_kmeans",
     "FINCH": "deepclust.cluster.finch",
     "DEC": "deepclust.methods.dec",
     "IDEC": "deepclust.methods.dec",

@@ -115,8 +115,9 @@ def _methods_epilog() -> str:
     from deepclust.methods import METHOD_INFO
 
     lines = ["methods (deepclust methods shows the papers):"]
+    width = max(len(name) for name in METHOD_INFO)
     for name, (_, kind, good) in METHOD_INFO.items():
-        lines.append(f"  {name:7s} {kind:7s} {good}")
+        lines.append(f"  {name:{width}s} {kind:7s} {good}")
     return "\n".join(lines)
 
 
@@ -467,6 +468,14 @@ def _dispatch(parser: argparse.ArgumentParser, args) -> int:
             raise
         print(f"deepclust: error: {_one_line(exc) or type(exc).__name__}", file=sys.stderr)
         return 2
+    except ImportError as exc:
+        if args.debug:
+            raise
+        if not getattr(exc, "install_hint", None):
+            return _unexpected(exc)
+        # an optional dependency is missing: the message says what to install
+        print(f"deepclust: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
     except OSError as exc:  # disk full, an I/O error while writing, ...
         if args.debug:
             raise
@@ -476,11 +485,15 @@ def _dispatch(parser: argparse.ArgumentParser, args) -> int:
     except Exception as exc:  # a bug, not a user error: one line, and how to get the details
         if args.debug:
             raise
-        print(f"deepclust: unexpected error ({type(exc).__name__}: {_one_line(exc)}); rerun with --debug "
-              "for the traceback and please report it", file=sys.stderr)
-        return 1
+        return _unexpected(exc)
     parser.error(f"unknown command {args.command}")
     return 2
+
+
+def _unexpected(exc: BaseException) -> int:
+    print(f"deepclust: unexpected error ({type(exc).__name__}: {_one_line(exc)}); rerun with --debug "
+          "for the traceback and please report it", file=sys.stderr)
+    return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

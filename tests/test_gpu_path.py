@@ -167,8 +167,9 @@ def test_every_deep_method_takes_precision(method):
 
 
 def test_non_deep_methods_have_no_precision():
-    assert set(DEEP) | {"kmeans", "finch"} == set(METHODS)
-    assert "precision" not in get_method("kmeans")().get_params()
+    assert set(DEEP) | {"kmeans", "finch", "umap-kmeans"} == set(METHODS)
+    for name in ("kmeans", "finch", "umap-kmeans"):
+        assert "precision" not in get_method(name)().get_params()
 
 
 def test_estimator_precision_falls_back_and_rejects_bad_values():

@@ -94,6 +94,12 @@ def build(method: str, **extra):
     if method == "finch":
         X, y = _blobs()
         return cls(**common), (X,), {}, y
+    if method == "umap-kmeans":
+        import pytest
+
+        pytest.importorskip("umap")  # an optional dependency (the umap extra)
+        X, y = _blobs()
+        return cls(n_neighbors=10, n_init=2, **common), (X,), {}, y
     raise ValueError(f"no tiny fit for {method!r}")
 
 

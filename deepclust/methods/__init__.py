@@ -13,6 +13,7 @@ __all__ = ["METHODS", "METHOD_INFO", "get_method", "normalize_method"]
 
 METHODS: dict[str, str] = {
     "kmeans": "deepclust.methods.kmeans:KMeans",
+    "umap-kmeans": "deepclust.methods.umap_kmeans:UMAPKMeans",
     "finch": "deepclust.cluster.finch:FINCH",
     "dec": "deepclust.methods.dec:DEC",
     "idec": "deepclust.methods.dec:IDEC",
@@ -29,6 +30,8 @@ METHODS: dict[str, str] = {
 METHOD_INFO: dict[str, tuple[str, str, str]] = {
     "kmeans": ("MacQueen 1967 (scikit-learn; faiss above 200k)", "vectors",
                "the fast reference every table starts from"),
+    "umap-kmeans": ("McInnes et al. 2018 (UMAP) + k-means / GMM", "vectors",
+                    "the cheap strong peer every deep method must beat (needs umap-learn)"),
     "finch": ("Sarfraz et al., CVPR 2019", "vectors",
               "no parameters to tune; millions of points (O(n) memory)"),
     "dec": ("Xie et al., ICML 2016", "vectors", "the classic deep baseline on small image/vector sets"),

@@ -1,6 +1,7 @@
 """Presets: the constructor arguments of a method for a dataset.
 
-Each method has a module ``deepclust/presets/<method>.py`` defining ``PRESETS``:
+Each method has a module ``deepclust/presets/<method>.py`` defining ``PRESETS`` (a ``-`` in the
+method's name is ``_`` in the module's: ``umap-kmeans`` -> ``umap_kmeans.py``):
 ``{"fast": {"default": {...}, "<dataset>": {...}}, "paper": {...}}``. A dataset's entry is
 merged over ``"default"``. ``fast`` is a CPU budget of minutes on 2 cores; ``paper`` is the
 paper's settings (for a GPU). Presets and CLI parsing are the only places that hold configuration.
@@ -20,7 +21,7 @@ def get_preset(method: str, dataset: str | None, preset: str) -> dict:
     if preset not in PRESET_NAMES:
         raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESET_NAMES)}")
     try:
-        module = importlib.import_module(f"deepclust.presets.{method.lower()}")
+        module = importlib.import_module(f"deepclust.presets.{method.lower().replace('-', '_')}")
     except ModuleNotFoundError:
         return {}
     table = module.PRESETS.get(preset, {})
