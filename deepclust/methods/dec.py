@@ -33,6 +33,7 @@ from deepclust import distributed as ddp
 from deepclust.base import DeepClusterer
 from deepclust.losses.dec import kl_divergence, student_t_assignment, target_distribution
 from deepclust.nn.mlp_ae import MLPAutoencoder
+from deepclust.stopping import plateau_rule
 from deepclust.training import History, fit_loop, minibatches, pack_state, unpack_state
 
 __all__ = ["DEC", "IDEC"]
@@ -96,6 +97,9 @@ def _train_dec(
     verbose: bool,
     checkpoint_path: str | None = None,
     resume: bool = False,
+    pretrain_tol: float | None = None,
+    pretrain_patience: int = 10,
+    target: str = "full",
 ) -> dict:
     """Pretrain, k-means-initialise and train DEC (``gamma=None``) or IDEC (``gamma`` = weight).
 
@@ -131,6 +135,8 @@ def _train_dec(
                                           shard=True), history=history,
             generator=generator, verbose=verbose,
             checkpoint_path=checkpoint_path, checkpoint_every=1 if checkpoint_path else 0, resume=resume,
+            # pretrain_epochs is a cap: stop once the reconstruction error has plateaued (label-free)
+            on_epoch_end=plateau_rule(history, "pretrain", "rec", tol=pretrain_tol, patience=pretrain_patience),
         )
 
     # -- stage 2: k-means initialisation of the centres in the embedding --------------------
@@ -144,10 +150,12 @@ def _train_dec(
                    "converged": False}
 
     def refresh() -> None:
-        """Q over all samples (DEC eq. 1), P (DEC eq. 3), labels, label-change stop test."""
+        """Q over all samples (DEC eq. 1), P (DEC eq. 3; ``target="full"`` only), labels, and the
+        label-change stop test."""
         with torch.no_grad():
             q = student_t_assignment(_embed_all(model, X), model.centers, alpha)
-            state["p"] = target_distribution(q)  # f_j over the whole data set
+            if target == "full":
+                state["p"] = target_distribution(q)  # f_j over the whole data set
             labels = q.argmax(1).cpu().numpy()
         if state["n_refresh"] > 0:
             state["delta"] = float(np.mean(labels != state["labels"]))
@@ -173,7 +181,11 @@ def _train_dec(
         idx = idx.to(device)
         x = X[idx]
         z, rec, q = model(x, alpha)
-        kl = kl_divergence(state["p"][idx], q)  # DEC eq. 2 (P over all ranks' samples)
+        if target == "full":
+            p = state["p"][idx]  # DEC eq. 3 with f_j over all samples, fixed between refreshes
+        else:  # "batch": DEC eq. 3 on this step's Q, f_j over the (union) mini-batch
+            p = target_distribution(q, counts=ddp.all_reduce_sum(q.detach().sum(0)) if distributed else None)
+        kl = kl_divergence(p, q)  # DEC eq. 2
         w = ddp.shard_weight(len(idx)) if distributed else None  # exact union-batch mean
         if gamma is None:  # DEC: clustering loss only
             return {"loss": kl * w if distributed else kl, "kl": kl}
@@ -211,6 +223,7 @@ def _train_dec(
         "converged": state["converged"],
         "delta_label": state["delta"],
         "kmeans_labels": labels0,
+        "pretrain_epochs_run": history.epochs("pretrain"),
     }
 
 
@@ -240,6 +253,18 @@ class DEC(DeepClusterer):
         Stop when fewer than this share of labels changed between two refreshes.
     n_init : int, default 20
         k-means restarts for the centre initialisation (lowest inertia kept).
+    pretrain_tol : float or None, default None
+        Label-free end of pretraining: stop once ``pretrain_patience`` epochs in a row lowered the
+        best epoch-mean reconstruction error by less than this share
+        (:func:`deepclust.stopping.plateau_reached`); ``pretrain_epochs`` is then a cap. None: run
+        all ``pretrain_epochs`` (the papers' fixed budget).
+    pretrain_patience : int, default 10
+    target : {"full", "batch"}, default "full"
+        ``"full"``: DEC's target P over all samples, refreshed every ``update_interval`` steps
+        (DEC sec. 3.1.3, the papers' reference code). ``"batch"``: P from each step's own Q, with
+        the cluster frequencies f_j taken over the mini-batch, so the target follows the model at
+        every step (as ClustPy's DEC/IDEC do). The label-change stop test runs every
+        ``update_interval`` steps in both modes.
     random_state : int or None
     device : str, default "auto"
     precision : {"fp32", "bf16", "auto"}, default "fp32"
@@ -276,6 +301,9 @@ class DEC(DeepClusterer):
         update_interval: int = 140,
         tol: float = 1e-3,
         n_init: int = 20,
+        pretrain_tol: float | None = None,
+        pretrain_patience: int = 10,
+        target: str = "full",
         checkpoint_path: str | None = None,
         resume: bool = False,
         random_state: int | None = None,
@@ -297,13 +325,16 @@ class DEC(DeepClusterer):
         self.update_interval = update_interval
         self.tol = tol
         self.n_init = n_init
+        self.pretrain_tol = pretrain_tol
+        self.pretrain_patience = pretrain_patience
+        self.target = target
         self.random_state = random_state
         self.device = device
         self.precision = precision
         self.verbose = verbose
 
     def _check_params(self) -> None:
-        for name in ("latent_dim", "batch_size", "update_interval", "n_init"):
+        for name in ("latent_dim", "batch_size", "update_interval", "n_init", "pretrain_patience"):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
@@ -316,6 +347,13 @@ class DEC(DeepClusterer):
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         if not 0 <= float(self.tol) < 1:
             raise ValueError(f"tol must be in [0, 1), got {self.tol!r}")
+        if self.pretrain_tol is not None and not 0 <= float(self.pretrain_tol) < 1:
+            raise ValueError(
+                f"pretrain_tol must be in [0, 1) or None (run all pretrain_epochs), got {self.pretrain_tol!r}"
+            )
+        if self.target not in ("full", "batch"):
+            raise ValueError(f"target must be 'full' (DEC's refreshed whole-set target) or 'batch' "
+                             f"(each mini-batch's own target), got {self.target!r}")
         if any(int(h) < 1 for h in self.hidden_dims):
             raise ValueError(f"hidden_dims must be positive sizes, got {self.hidden_dims!r}")
 
@@ -333,6 +371,8 @@ class DEC(DeepClusterer):
             update_interval=int(self.update_interval), tol=float(self.tol),
             n_init=int(self.n_init), seed=int(self.seed_), generator=self._torch_gen,
             verbose=bool(self.verbose), checkpoint_path=self.checkpoint_path, resume=bool(self.resume),
+            pretrain_tol=None if self.pretrain_tol is None else float(self.pretrain_tol),
+            pretrain_patience=int(self.pretrain_patience), target=str(self.target),
         )
         self.model_ = out["model"].cpu()
         self.labels_ = out["labels"]
@@ -349,6 +389,7 @@ class DEC(DeepClusterer):
         self.diagnostics_ = {
             "n_iter": self.n_iter_, "converged": bool(out["converged"]),
             "final_delta_label": float(out["delta_label"]),
+            "pretrain_epochs_run": int(out["pretrain_epochs_run"]),
         }
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
@@ -389,6 +430,9 @@ class IDEC(DEC):
         update_interval: int = 140,
         tol: float = 1e-3,
         n_init: int = 20,
+        pretrain_tol: float | None = None,
+        pretrain_patience: int = 10,
+        target: str = "full",
         checkpoint_path: str | None = None,
         resume: bool = False,
         random_state: int | None = None,
@@ -400,7 +444,8 @@ class IDEC(DEC):
             n_clusters, hidden_dims=hidden_dims, latent_dim=latent_dim, alpha=alpha,
             pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr, lr=lr,
             batch_size=batch_size, max_iter=max_iter, update_interval=update_interval, tol=tol,
-            n_init=n_init, checkpoint_path=checkpoint_path, resume=resume, random_state=random_state,
+            n_init=n_init, pretrain_tol=pretrain_tol, pretrain_patience=pretrain_patience, target=target,
+            checkpoint_path=checkpoint_path, resume=resume, random_state=random_state,
             device=device, precision=precision, verbose=verbose,
         )
         self.gamma = gamma

@@ -91,3 +91,48 @@ def test_get_params_roundtrip():
                 TDEC(n_clusters=4, dim_reduction=False, neighbor_mode="bank")):
         c = clone(est)
         assert c.get_params() == est.get_params()
+
+
+def test_pretraining_stops_at_the_plateau_and_the_cap_holds_without_tol():
+    """``pretrain_epochs`` is a cap once ``pretrain_tol`` is set (the plateau rule reads only the
+    reconstruction history); with ``pretrain_tol=None`` every epoch runs."""
+    X, _ = _blobs()
+    base = {**TINY, "pretrain_epochs": 12, "max_iter": 2}
+    capped = DEC(3, **base, pretrain_tol=None, random_state=0).fit(X)
+    assert capped.diagnostics_["pretrain_epochs_run"] == 12
+    # tol 0.99: two epochs that do not cut the best error by 99 % end it at the first chance
+    early = DEC(3, **base, pretrain_tol=0.99, pretrain_patience=1, random_state=0).fit(X)
+    assert early.diagnostics_["pretrain_epochs_run"] == 2
+    assert len(early.history_.stages["pretrain"]["rec"]) == 2
+
+
+@pytest.mark.parametrize("cls", [DEC, IDEC])
+def test_batch_target_trains_on_each_batch_own_target(cls, monkeypatch):
+    """``target="batch"``: every step's KL is taken against DEC eq. 3 applied to that step's own
+    Q (f_j over the mini-batch), never to a stored whole-set target."""
+    import deepclust.methods.dec as dec_mod
+
+    seen = []
+    real_kl = dec_mod.kl_divergence
+
+    def spy(p, q, **kw):
+        seen.append(torch.allclose(p, target_distribution(q.detach()), atol=1e-7))
+        return real_kl(p, q, **kw)
+
+    monkeypatch.setattr(dec_mod, "kl_divergence", spy)
+    X, y = _blobs()
+    est = cls(3, **TINY, target="batch", random_state=0).fit(X)
+    assert len(seen) == est.n_iter_ > 0 and all(seen)
+    assert acc(y, est.labels_) > 0.9
+    np.testing.assert_array_equal(est.predict(X), est.labels_)
+    # the whole-set target of the default mode is not the batch's own (a non-vacuous check)
+    seen.clear()
+    cls(3, **TINY, target="full", random_state=0).fit(X)
+    assert seen and not all(seen)
+
+
+def test_target_and_pretrain_tol_are_validated():
+    with pytest.raises(ValueError, match="target must be"):
+        DEC(3, target="epoch").fit(_blobs()[0])
+    with pytest.raises(ValueError, match="pretrain_tol"):
+        DEC(3, pretrain_tol=-0.1).fit(_blobs()[0])

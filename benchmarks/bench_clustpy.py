@@ -1,0 +1,179 @@
+"""deepclust's DEC / IDEC against ClustPy's, side by side: same data, layers, batch, learning
+rates, pretraining epochs and number of clustering updates; labels only to score.
+
+Each (method, seed) runs ours and then ClustPy's estimator in the same process and thread
+setting, and prints one JSON line per run: ACC / NMI / ARI, wall and CPU seconds of the whole
+fit and the number of clustering updates made.
+
+``--speed N``: the speed per update instead. Both libraries skip pretraining
+(``pretrain_epochs=0``; the clustering stage then starts from k-means on the untrained
+encoder) and make exactly N clustering updates (ours with ``tol=0`` so its stop rule cannot end
+the stage early); the record gives seconds per update (the k-means start is included, the same
+small cost on both sides). Quality numbers of such runs mean nothing.
+
+Usage (repository root; ClustPy 0.0.3 is an optional benchmark dependency)::
+
+    python -m pip install --no-deps "clustpy==0.0.3" pandas   # beside the CPU torch: see below
+    OMP_NUM_THREADS=2 PYTHONPATH=$PWD python benchmarks/bench_clustpy.py --dataset usps \\
+        --methods dec idec --seeds 0 1 2 --out benchmarks/results/clustpy_usps.jsonl
+
+``--no-deps``: ClustPy asks for torchvision, whose PyPI wheels do not import against the CPU
+torch 2.13 wheel (and would pull a CUDA torch). ClustPy's deep module imports torchvision only
+for type hints and for its convolutional autoencoders (not used here), so this script puts
+empty ``torchvision`` modules in ``sys.modules`` when the real one cannot be imported, and says
+so in each record.
+
+Settings: ours runs its ``fast`` preset for the data set with ``--set``-style overrides given
+by ``--ours KEY=VALUE``; ClustPy gets the same layers (``[d, 500, 500, 2000, 10]``), batch
+size, pretraining epochs and learning rate (Adam), and ``clustering_epochs`` =
+ceil(ours' max_iter / batches per epoch), so both make about the same number of updates (ours
+may stop earlier by its label-free rules; the record gives the updates each made).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cpu() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def _import_clustpy():
+    stubbed = False
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # not installed, or a wheel built for another torch
+        # ClustPy names torchvision only in type hints and in its convolutional / ResNet
+        # autoencoders, which this comparison does not use
+        import enum
+
+        for name in ("torchvision", "torchvision.models", "torchvision.models._api"):
+            mod = types.ModuleType(name)
+            mod.__path__ = []  # a package, so its submodules import
+            sys.modules[name] = mod
+        sys.modules["torchvision.models._api"].Weights = type("Weights", (), {})
+        sys.modules["torchvision.models._api"].WeightsEnum = enum.Enum
+        stubbed = True
+    try:
+        from clustpy.deep import DEC as CDEC
+        from clustpy.deep import IDEC as CIDEC
+    except ImportError as exc:
+        raise SystemExit(
+            f"ClustPy is not importable ({exc}). Install it beside the CPU torch with\n"
+            '    python -m pip install --no-deps "clustpy==0.0.3" pandas'
+        ) from exc
+    return {"dec": CDEC, "idec": CIDEC}, stubbed
+
+
+def _parse_overrides(items: list[str]) -> dict:
+    from deepclust.runner import parse_overrides
+
+    return parse_overrides(items)
+
+
+def run_ours(method: str, X: np.ndarray, k: int, seed: int, dataset: str, overrides: dict) -> dict:
+    from deepclust.runner import build_estimator
+
+    est = build_estimator(method, dataset=dataset, preset="fast", seed=seed, n_clusters=k,
+                          overrides=overrides)
+    t0, c0 = time.perf_counter(), _cpu()
+    est.fit(X)
+    wall, cpu = time.perf_counter() - t0, _cpu() - c0
+    hist = est.history_.to_dict()
+    return {"labels": est.labels_, "wall_s": wall, "cpu_s": cpu, "updates": int(est.n_iter_),
+            "pretrain_epochs_run": int(est.diagnostics_.get("pretrain_epochs_run", -1)),
+            "params": {k2: v for k2, v in est.get_params().items() if not callable(v)},
+            "stages": {s: len(next(iter(t.values()), [])) for s, t in hist.items()}}
+
+
+def run_clustpy(cls, method: str, X: np.ndarray, k: int, seed: int, params: dict) -> dict:
+    import torch
+
+    n = len(X)
+    batches = math.ceil(n / params["batch_size"])
+    epochs = max(1, math.ceil(params["max_iter"] / batches))
+    kw = dict(n_clusters=k, batch_size=params["batch_size"], pretrain_epochs=params["pretrain_epochs"],
+              clustering_epochs=epochs, embedding_size=params["latent_dim"],
+              pretrain_optimizer_params={"lr": params["pretrain_lr"]},
+              clustering_optimizer_params={"lr": params["lr"]},
+              random_state=np.random.RandomState(seed), device=torch.device("cpu"))
+    from clustpy.deep.neural_networks import FeedforwardAutoencoder
+
+    kw["neural_network"] = (FeedforwardAutoencoder, {"layers": [X.shape[1], *params["hidden_dims"],
+                                                                params["latent_dim"]]})
+    est = cls(**kw)
+    t0, c0 = time.perf_counter(), _cpu()
+    est.fit(X)
+    wall, cpu = time.perf_counter() - t0, _cpu() - c0
+    return {"labels": np.asarray(est.dec_labels_ if hasattr(est, "dec_labels_") else est.labels_),
+            "wall_s": wall, "cpu_s": cpu, "updates": epochs * batches, "clustering_epochs": epochs}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--dataset", default="usps")
+    ap.add_argument("--methods", nargs="+", default=["dec", "idec"], choices=["dec", "idec"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0])
+    ap.add_argument("--ours", nargs="*", default=[], help="KEY=VALUE overrides of our fast preset")
+    ap.add_argument("--skip-clustpy", action="store_true")
+    ap.add_argument("--speed", type=int, default=0, metavar="N",
+                    help="time N clustering updates without pretraining (see the module docstring)")
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args(argv)
+
+    import torch
+
+    from deepclust.data import load_dataset
+    from deepclust.metrics import evaluate
+
+    classes, stubbed = (None, False) if a.skip_clustpy else _import_clustpy()
+    ds = load_dataset(a.dataset)
+    X = ds.X.reshape(len(ds.X), -1).astype(np.float32)
+    k = int(len(np.unique(ds.y)))
+    overrides = _parse_overrides(a.ours)
+    if a.speed:
+        overrides.update(pretrain_epochs=0, tol=0.0, max_iter=int(a.speed))
+    for method in a.methods:
+        for seed in a.seeds:
+            ours = run_ours(method, X, k, seed, a.dataset, overrides)
+            runs = [("deepclust", ours)]
+            if classes is not None:
+                runs.append(("clustpy", run_clustpy(classes[method], method, X, k, seed, ours["params"])))
+            for lib, r in runs:
+                res = evaluate(ds.y, r["labels"])
+                rec = {"bench": "clustpy", "library": lib, "method": method, "dataset": a.dataset,
+                       "seed": seed, **{m: round(float(res[m]), 4) for m in ("acc", "nmi", "ari")},
+                       "wall_s": round(r["wall_s"], 1), "cpu_s": round(r["cpu_s"], 1),
+                       "updates": r["updates"], "speed_run": bool(a.speed),
+                       "s_per_update": round(r["wall_s"] / max(1, r["updates"]), 5),
+                       "torch_threads": torch.get_num_threads(),
+                       "omp_threads": os.environ.get("OMP_NUM_THREADS")}
+                if lib == "deepclust":
+                    rec.update(overrides=a.ours, pretrain_epochs_run=r["pretrain_epochs_run"],
+                               stages=r["stages"])
+                else:
+                    rec.update(clustering_epochs=r["clustering_epochs"], torchvision_stubbed=stubbed)
+                line = json.dumps(rec)
+                print(line, flush=True)
+                if a.out:
+                    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+                    with open(a.out, "a") as fh:
+                        fh.write(line + "\n")
+
+
+if __name__ == "__main__":
+    main()
