@@ -37,7 +37,11 @@ Choices the paper leaves open (stated, not hidden):
   L_rec does not depend on v); ``clu_to_dr=False`` keeps L_clu's gradient out of the DR weights
   (it still reaches the encoder through the DR map) — a deviation from line 11, used by the
   ``fast`` preset, off by default and in ``paper``; ``dr_lr`` and ``rec_reduction`` are
-  experiment switches (defaults = the behaviour above).
+  experiment switches (defaults = the behaviour above). ``dr_batch_size``, ``dr_perplexity``,
+  ``dr_exaggeration`` / ``dr_exaggeration_epochs`` make that stage a better t-SNE (large or
+  whole-set batches, t-SNE's early exaggeration); off by default and in ``paper``.
+* Pretraining runs ``pretrain_epochs`` (the paper's fixed budget) unless ``pretrain_tol`` is
+  set: then it stops once the reconstruction error has plateaued (label-free, ``fast``).
 * The stopping threshold epsilon is not given: ``tol = 0.001`` as in IDEC. Line 7 compares
   the label assignments of two refreshes as partitions (:func:`_label_change`: the share of
   points that changed cluster after the best one-to-one matching of the two label sets), since
@@ -62,6 +66,7 @@ vector mode (STL-10 features, Reuters): the MLP encoder, no augmentation.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -78,13 +83,18 @@ from deepclust.cluster.density_peaks import (
     neighbor_assignment,
 )
 from deepclust.losses.dec import kl_divergence, student_t_assignment, target_distribution
-from deepclust.losses.tsne import dim_reduction_loss
+from deepclust.losses.tsne import capped_perplexity, dim_reduction_loss, dim_reduction_terms, joint_gaussian_affinity
 from deepclust.metrics import acc, match_labels
 from deepclust.nn.mlp_ae import mlp
 from deepclust.nn.transformer_ae import MLPImageAE, TransformerAE
+from deepclust.stopping import plateau_rule
 from deepclust.training import History, fit_loop, minibatches, pack_state, unpack_state
 
-__all__ = ["TDEC", "TDECNet", "augment", "target_size"]
+__all__ = ["TDEC", "TDECNet", "augment", "target_size", "DR_BATCH_MAX"]
+
+#: Largest ``dr_batch_size``: L_dim holds dense (B, B) affinities (float64 while the input
+#: affinities are calibrated, several of them at once: about 0.5 GiB each at B = 8192).
+DR_BATCH_MAX = 8192
 
 
 class TDECNet(nn.Module):
@@ -249,8 +259,16 @@ def _train_tdec(
     rec_reduction: str = "sum",
     clu_to_dr: bool = True,
     dr_lr: float | None = None,
+    dr_fit_lr: float | None = None,
+    dr_fixed_batches: bool = False,
     dr_epochs: int = 0,
+    dr_batch_size: int | None = None,
+    dr_perplexity: float | None = None,
+    dr_exaggeration: float = 1.0,
+    dr_exaggeration_epochs: int = 0,
     pretrain_epochs: int,
+    pretrain_tol: float | None = None,
+    pretrain_patience: int = 10,
     epochs: int,
     lr: float,
     batch_size: int,
@@ -312,31 +330,80 @@ def _train_tdec(
 
     if pretrain_epochs > 0:
         opt = make_opt()
+        # pretrain_epochs is a cap when pretrain_tol is set: stop once the epoch-mean L_rec has
+        # plateaued (label-free; rank 0's history decides under a process group, so all ranks stop
+        # at the same epoch)
+        plateau = plateau_rule(history, "pretrain", "rec", tol=pretrain_tol, patience=pretrain_patience)
+        stop_pre = None if plateau is None else (
+            lambda e, m: bool(ddp.run_on_rank0(lambda: np.array([plateau(e, m)]))[0]))
         fit_loop(model=net, optimizer=opt, step=pre_step, epochs=pretrain_epochs, stage="pretrain",
                  batches=lambda e: minibatches(n, batch_size, generator=generator, drop_last=drop_last,
                                                shard=True),
-                 history=history, generator=generator, verbose=verbose,
+                 history=history, generator=generator, verbose=verbose, on_epoch_end=stop_pre,
                  checkpoint_path=checkpoint_path, checkpoint_every=1 if checkpoint_path else 0, resume=resume)
 
+    dr_batch = int(dr_batch_size) if dr_batch_size is not None else batch_size
+    dr_perp = float(dr_perplexity) if dr_perplexity is not None else perplexity
+    dr_full = n <= dr_batch  # one step per epoch, over the whole set
+    dr_fixed = bool(dr_fixed_batches) and not dr_full
     if dr_epochs > 0 and net.dr is not None and use_dim_loss:
         # Algorithm 1 line 1 minimises L_stru over (w, u, v); L_rec does not depend on v, so
         # with the pretrained encoder fixed, minimising L_stru over v is minimising L_dim over v
         # (eqs. 9-11). This block-coordinate step finishes that minimisation cheaply: the
         # features of the clean images are computed once, only the small DR MLP is trained.
-        feats: dict[str, torch.Tensor] = {}  # clean features, computed once (not on a skipped resume)
+        # dr_batch_size >= n: every step is the whole set, whose input affinities (eq. 11 over
+        # the fixed features) are computed once (the step does not depend on the batch's order).
+        feats: dict[str, torch.Tensor] = {}  # computed once (not on a skipped resume)
+        dr_state = {"exaggeration": 1.0}
+
+        def dr_epoch_start(epoch: int) -> None:  # t-SNE's early exaggeration: the first epochs
+            dr_state["exaggeration"] = dr_exaggeration if epoch < dr_exaggeration_epochs else 1.0
 
         def dr_step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
             if "z_w" not in feats:
                 feats["z_w"] = _features(net, X)[0]  # (n, m), no gradient
-            zw = feats["z_w"][idx.to(device)]
-            l_dim = dim_reduction_loss(zw, net.dr(zw), perplexity)  # eqs. 9-11
-            return {"loss": l_dim, "dim": l_dim}
+                if dr_full:
+                    feats["phi"] = joint_gaussian_affinity(
+                        feats["z_w"], capped_perplexity(n, dr_perp)).to(feats["z_w"].dtype)
+            if dr_full:  # the whole set: L_dim does not depend on the order of the points
+                zw, phi = feats["z_w"], feats["phi"]
+            elif dr_fixed:  # (part number, rows): that part's input affinities, computed once
+                j, rows = idx
+                zw = feats["z_w"][rows.to(device)]
+                if j not in feats["parts_phi"]:
+                    feats["parts_phi"][j] = joint_gaussian_affinity(
+                        zw, capped_perplexity(len(rows), dr_perp)).to(zw.dtype)
+                phi = feats["parts_phi"][j]
+            else:
+                zw, phi = feats["z_w"][idx.to(device)], None
+            obj, l_dim = dim_reduction_terms(zw, net.dr(zw), dr_perp, phi=phi,
+                                             exaggeration=dr_state["exaggeration"])  # eqs. 9-11
+            return {"loss": obj, "dim": l_dim}
 
-        opt_dr = torch.optim.Adam(net.dr.parameters(), lr=dr_lr if dr_lr is not None else lr)
+        if dr_fixed:
+            # one seeded partition into near-equal parts, the same in every epoch (and on resume):
+            # each part is a random subsample whose eq. 11 affinities are computed once, so a
+            # step costs the DR MLP and the (B, B) Student-t terms only (O(n B) memory in all)
+            n_parts = math.ceil(n / dr_batch)
+            perm = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))
+            parts = [perm[j::n_parts] for j in range(n_parts)]
+            feats["parts_phi"] = {}
+
+            def dr_batches(epoch: int):
+                for j in torch.randperm(n_parts, generator=generator).tolist():
+                    yield j, parts[j]
+        else:
+            def dr_batches(epoch: int):
+                return minibatches(n, dr_batch, generator=generator)
+
+        fit_rate = dr_fit_lr if dr_fit_lr is not None else (dr_lr if dr_lr is not None else lr)
+        opt_dr = torch.optim.Adam(net.dr.parameters(), lr=fit_rate)
         fit_loop(model=net, optimizer=opt_dr, step=dr_step, epochs=int(dr_epochs), stage="dr_fit",
-                 batches=lambda e: minibatches(n, batch_size, generator=generator),
-                 history=history, generator=generator, verbose=verbose,
-                 checkpoint_path=checkpoint_path, checkpoint_every=1 if checkpoint_path else 0, resume=resume)
+                 batches=dr_batches,
+                 on_epoch_start=dr_epoch_start, history=history, generator=generator, verbose=verbose,
+                 # whole-set epochs are single steps (hundreds of them): a checkpoint every ~2 %
+                 checkpoint_path=checkpoint_path, resume=resume,
+                 checkpoint_every=max(1, int(dr_epochs) // 50) if checkpoint_path else 0)
 
     if not clustering_head:  # CH off: learnable centres initialised by k-means, as IDEC
         from sklearn.cluster import KMeans
@@ -429,8 +496,14 @@ def _train_tdec(
     steps_done = state["step"]
     converged = state["converged"]
     z_v = refresh(final=True)
+    dr_dims = history.stages.get("dr_fit", {}).get("dim", [])
+    dr = {"dr_batch_size": min(dr_batch, n), "dr_full_batch": dr_full,
+          "dr_perplexity": capped_perplexity(min(dr_batch, n), dr_perp),
+          "dr_exaggeration_epochs_run": min(int(dr_exaggeration_epochs), len(dr_dims))
+          if dr_exaggeration != 1.0 else 0,
+          "dr_epochs_run": len(dr_dims), "dr_dim_final": dr_dims[-1] if dr_dims else None}
     return {"state": state, "history": history, "n_iter": steps_done, "converged": converged,
-            "z_v": z_v}
+            "z_v": z_v, "pretrain_epochs_run": history.epochs("pretrain"), "dr": dr}
 
 
 class TDEC(DeepClusterer):
@@ -492,11 +565,47 @@ class TDEC(DeepClusterer):
         trained by L_dim alone (the ``fast`` preset; see docs/methods/tdec.md).
     dr_lr : float or None, default None
         Adam learning rate of the DR block (None: ``lr``).
+    dr_fixed_batches : bool, default False
+        ``dr_fit`` with ``dr_batch_size`` < n: True splits the set once (seeded) into near-equal
+        parts of at most ``dr_batch_size`` points, visited in a new order every epoch, and
+        computes each part's input affinities (eq. 11) once; False draws new batches every epoch
+        (and their affinities every step).
+    dr_fit_lr : float or None, default None
+        Adam learning rate of the DR-only stage ``dr_fit`` alone (None: ``dr_lr``, else ``lr``).
+        That stage minimises L_dim only, so its rate is chosen by the t-SNE objective it reaches
+        (label-free; see ``deepclust/presets/tdec.py``).
     dr_epochs : int, default 0
-        Epochs of DR-only training on L_dim over the fixed clean features after pretraining.
+        Epochs of DR-only training on L_dim over the fixed clean features after pretraining
+        (stage ``"dr_fit"``, a parametric t-SNE of the features). The four switches below act on
+        this stage only; their defaults keep it as it was.
+    dr_batch_size : int or None, default None
+        Mini-batch of the DR fit (None: ``batch_size``). L_dim compares the affinities within a
+        batch, so a larger batch is a better t-SNE of the whole set; with ``dr_batch_size >= n``
+        every step is the whole set and its input affinities (eq. 11) are computed once (the
+        features are fixed). At most ``DR_BATCH_MAX`` = 8192: the affinities are dense (B, B)
+        matrices (a larger set is fitted in batches of that size, never n x n).
+    dr_perplexity : float or None, default None
+        Perplexity of eq. 11 in the DR fit (None: ``perplexity``), capped at (B - 1) / 3.
+    dr_exaggeration : float, default 1.0
+        t-SNE's early exaggeration in the DR fit: for the first ``dr_exaggeration_epochs``
+        epochs the input affinities are multiplied by this factor in L_dim's attraction term
+        (gradient ``4 sum_j (a phi_ij - omega_ij)(1 + d_ij^2)^-1 (v_i - v_j)``, see
+        ``deepclust.losses.tsne.tsne_kl``), which lets the clusters form before they are
+        spread. 1.0: off. The history's ``"dim"`` is always the plain L_dim (eq. 9); ``"loss"``
+        is the exaggerated objective during those epochs.
+    dr_exaggeration_epochs : int, default 0
+        Number of exaggerated DR epochs (t-SNE: the first quarter of the iterations). With
+        ``dr_exaggeration_epochs >= dr_epochs`` every DR epoch is exaggerated (a warning says so).
     pretrain_epochs, epochs : int, default 200, 500
         Pretraining on L_stru, then the clustering stage (Algorithm 1's MaxIter = epochs x
-        batches per epoch).
+        batches per epoch). ``pretrain_epochs`` is a cap when ``pretrain_tol`` is set.
+    pretrain_tol : float or None, default None
+        Label-free end of pretraining: stop once ``pretrain_patience`` epochs in a row lowered
+        the best epoch-mean L_rec by less than this share
+        (:func:`deepclust.stopping.plateau_reached`; it reads the training history only). None:
+        run all ``pretrain_epochs`` (the paper's fixed budget). ``diagnostics_``
+        records ``pretrain_epochs_run``.
+    pretrain_patience : int, default 10
     lr : float, default 0.01
         Adam learning rate.
     batch_size : int, default 256
@@ -521,6 +630,10 @@ class TDEC(DeepClusterer):
     ----------
     labels_, embedding_ (n, c) clustering-space coordinates, cluster_centers_ (K, c),
     center_indices_ (K,) density-peak samples, history_, model_, selection_, diagnostics_.
+    ``diagnostics_`` holds ``pretrain_epochs_run`` and, after a DR fit, ``dr_epochs_run``,
+    ``dr_batch_size``, ``dr_full_batch``, ``dr_perplexity`` (as used, after the cap),
+    ``dr_exaggeration_epochs_run`` and ``dr_dim_final`` (the last DR epoch's mean L_dim; with
+    ``dr_full_batch`` the whole-set KL of the map).
     ``labels_`` and ``embedding_`` come from the final forward pass (Algorithm 1 line 14), made
     with the same function as :meth:`predict`, and ``predict`` leaves a sample whose embedding
     equals a training embedding out of its own neighbours, as the fit does: on the fitting
@@ -555,8 +668,16 @@ class TDEC(DeepClusterer):
         rec_reduction: str = "sum",
         clu_to_dr: bool = True,
         dr_lr: float | None = None,
+        dr_fit_lr: float | None = None,
+        dr_fixed_batches: bool = False,
         dr_epochs: int = 0,
+        dr_batch_size: int | None = None,
+        dr_perplexity: float | None = None,
+        dr_exaggeration: float = 1.0,
+        dr_exaggeration_epochs: int = 0,
         pretrain_epochs: int = 200,
+        pretrain_tol: float | None = None,
+        pretrain_patience: int = 10,
         epochs: int = 500,
         lr: float = 0.01,
         batch_size: int = 256,
@@ -597,8 +718,16 @@ class TDEC(DeepClusterer):
         self.rec_reduction = rec_reduction
         self.clu_to_dr = clu_to_dr
         self.dr_lr = dr_lr
+        self.dr_fit_lr = dr_fit_lr
+        self.dr_fixed_batches = dr_fixed_batches
         self.dr_epochs = dr_epochs
+        self.dr_batch_size = dr_batch_size
+        self.dr_perplexity = dr_perplexity
+        self.dr_exaggeration = dr_exaggeration
+        self.dr_exaggeration_epochs = dr_exaggeration_epochs
         self.pretrain_epochs = pretrain_epochs
+        self.pretrain_tol = pretrain_tol
+        self.pretrain_patience = pretrain_patience
         self.epochs = epochs
         self.lr = lr
         self.batch_size = batch_size
@@ -632,11 +761,11 @@ class TDEC(DeepClusterer):
         return super().predict(self._as_images(X), **predict_params)
 
     def _check_params(self) -> None:
-        for name in ("depth", "latent_dim", "cluster_dim", "n_neighbors", "batch_size"):
+        for name in ("depth", "latent_dim", "cluster_dim", "n_neighbors", "batch_size", "pretrain_patience"):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        for name in ("decoder_depth", "pretrain_epochs", "epochs", "dr_epochs"):
+        for name in ("decoder_depth", "pretrain_epochs", "epochs", "dr_epochs", "dr_exaggeration_epochs"):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or v < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
@@ -647,6 +776,8 @@ class TDEC(DeepClusterer):
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
         if self.dr_lr is not None and not float(self.dr_lr) > 0:
             raise ValueError(f"dr_lr must be None or > 0, got {self.dr_lr!r}")
+        if self.dr_fit_lr is not None and not float(self.dr_fit_lr) > 0:
+            raise ValueError(f"dr_fit_lr must be None or > 0, got {self.dr_fit_lr!r}")
         if not float(self.perplexity) >= 1:
             raise ValueError(f"perplexity must be >= 1, got {self.perplexity!r}")
         if not 0 < float(self.neighbor_rate) < 1:
@@ -665,6 +796,26 @@ class TDEC(DeepClusterer):
             )
         if self.update_interval is not None and int(self.update_interval) < 1:
             raise ValueError(f"update_interval must be None or >= 1, got {self.update_interval!r}")
+        if self.pretrain_tol is not None and not 0 <= float(self.pretrain_tol) < 1:
+            raise ValueError(
+                f"pretrain_tol must be in [0, 1) or None (run all pretrain_epochs), got {self.pretrain_tol!r}"
+            )
+        b = self.dr_batch_size
+        if b is not None and (not isinstance(b, (int, np.integer)) or isinstance(b, bool) or b < 1):
+            raise ValueError(f"dr_batch_size must be None (batch_size) or a positive integer, got {b!r}")
+        if b is not None and b > DR_BATCH_MAX:
+            raise ValueError(
+                f"dr_batch_size={b} is above {DR_BATCH_MAX}: L_dim builds dense (B, B) affinity "
+                f"matrices (float64 while eq. 11 is calibrated, about 0.5 GiB each at B = {DR_BATCH_MAX}, "
+                "several at once), so the memory grows with the square of the batch; use at most "
+                f"{DR_BATCH_MAX} (a larger set is fitted in batches of that size)"
+            )
+        if self.dr_perplexity is not None and not float(self.dr_perplexity) >= 1:
+            raise ValueError(f"dr_perplexity must be None (perplexity) or >= 1, got {self.dr_perplexity!r}")
+        if not float(self.dr_exaggeration) >= 1:
+            raise ValueError(
+                f"dr_exaggeration must be >= 1 (1: no early exaggeration), got {self.dr_exaggeration!r}"
+            )
 
     def _prepare(self, X: np.ndarray) -> torch.Tensor:
         Xt = torch.from_numpy(X)
@@ -690,6 +841,11 @@ class TDEC(DeepClusterer):
 
     def _fit(self, X: np.ndarray) -> None:
         self._check_params()
+        if (float(self.dr_exaggeration) != 1.0 and 0 < int(self.dr_epochs) <= int(self.dr_exaggeration_epochs)
+                and self.dim_reduction):
+            warnings.warn(
+                f"dr_exaggeration_epochs={self.dr_exaggeration_epochs} >= dr_epochs={self.dr_epochs}: every DR "
+                "epoch is exaggerated, the map is never fitted to the plain L_dim", stacklevel=2)
         n, C, H, W = X.shape
         self._vector_mode_ = H == 1 and W == 1
         if not self._vector_mode_ and self.transformer and (H < 8 or W < 8):
@@ -712,7 +868,16 @@ class TDEC(DeepClusterer):
             rec_reduction=self.rec_reduction,
             clu_to_dr=bool(self.clu_to_dr),
             dr_lr=None if self.dr_lr is None else float(self.dr_lr),
-            dr_epochs=int(self.dr_epochs), pretrain_epochs=int(self.pretrain_epochs),
+            dr_fit_lr=None if self.dr_fit_lr is None else float(self.dr_fit_lr),
+            dr_fixed_batches=bool(self.dr_fixed_batches),
+            dr_epochs=int(self.dr_epochs),
+            dr_batch_size=None if self.dr_batch_size is None else int(self.dr_batch_size),
+            dr_perplexity=None if self.dr_perplexity is None else float(self.dr_perplexity),
+            dr_exaggeration=float(self.dr_exaggeration),
+            dr_exaggeration_epochs=int(self.dr_exaggeration_epochs),
+            pretrain_epochs=int(self.pretrain_epochs),
+            pretrain_tol=None if self.pretrain_tol is None else float(self.pretrain_tol),
+            pretrain_patience=int(self.pretrain_patience),
             epochs=int(self.epochs), lr=float(self.lr),
             batch_size=int(self.batch_size), update_interval=self.update_interval,
             tol=float(self.tol), max_rotation=float(self.max_rotation),
@@ -738,6 +903,8 @@ class TDEC(DeepClusterer):
             "n_refresh": int(st["n_refresh"]),
             "dc": float(st["dc"]) if "dc" in st else None,
             "image_size": list(self._image_size_) if not self._vector_mode_ else None,
+            "pretrain_epochs_run": int(out["pretrain_epochs_run"]),
+            **(out["dr"] if out["dr"]["dr_epochs_run"] else {}),
         }
 
     def _predict(self, X: np.ndarray) -> np.ndarray:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -9,8 +11,10 @@ import torch
 from deepclust.losses.tsne import (
     conditional_gaussian_affinity,
     dim_reduction_loss,
+    dim_reduction_terms,
     joint_gaussian_affinity,
     student_t_joint_affinity,
+    student_t_kernel,
     tsne_kl,
 )
 
@@ -70,3 +74,63 @@ def test_dim_reduction_loss_trains_v_only_and_handles_small_batches():
     assert dim_reduction_loss(w[:2], v[:2]).item() == 0.0
     with pytest.raises(ValueError, match="perplexity"):
         conditional_gaussian_affinity(torch.zeros(5, 5), 10.0)
+
+
+def _three_points():
+    """v = (0, 0), (1, 0), (0, 2): squared distances 1 (0-1), 4 (0-2), 5 (1-2), kernels 1/2,
+    1/5, 1/6, Z = 2 (1/2 + 1/5 + 1/6) = 26/15, omega = 15/52, 6/52, 5/52; phi = 0.3, 0.15,
+    0.05 on the pairs (each ordered pair, so it sums to 1)."""
+    v = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]], dtype=torch.float64)
+    phi = torch.tensor([[0.0, 0.3, 0.15], [0.3, 0.0, 0.05], [0.15, 0.05, 0.0]], dtype=torch.float64)
+    return v, phi
+
+
+def test_exaggerated_kl_by_hand():
+    v, phi = _three_points()
+    num = student_t_kernel(v)
+    torch.testing.assert_close(num, torch.tensor([[0, 1 / 2, 1 / 5], [1 / 2, 0, 1 / 6], [1 / 5, 1 / 6, 0]],
+                                                 dtype=torch.float64))
+    omega = student_t_joint_affinity(v)
+    torch.testing.assert_close(omega, num / (26 / 15))
+    kl = 2 * (0.3 * math.log(0.3 / (15 / 52)) + 0.15 * math.log(0.15 / (6 / 52)) + 0.05 * math.log(0.05 / (5 / 52)))
+    assert tsne_kl(phi, omega).item() == pytest.approx(kl, rel=1e-12)
+    assert kl == pytest.approx(0.036849, abs=1e-6)
+    # a = 12: KL - (a - 1) sum phi log k = KL + 11 * 2 (0.3 log 2 + 0.15 log 5 + 0.05 log 6)
+    attraction = 2 * (0.3 * math.log(2) + 0.15 * math.log(5) + 0.05 * math.log(6))
+    ex = kl + 11 * attraction
+    assert ex == pytest.approx(11.893701, abs=1e-6)
+    z = num.sum()
+    assert tsne_kl(phi, omega, 12.0, kernel_sum=z).item() == pytest.approx(ex, rel=1e-12)
+    # the same as sum phi log phi - a sum phi log k + log Z ("P multiplied by a" in the attraction)
+    off = ~torch.eye(3, dtype=torch.bool)
+    alt = (phi[off] * phi[off].log()).sum() - 12 * (phi[off] * num[off].log()).sum() + z.log()
+    assert alt.item() == pytest.approx(ex, rel=1e-12)
+    obj, plain = dim_reduction_terms(None, v, phi=phi, exaggeration=12.0)
+    assert obj.item() == pytest.approx(ex, rel=1e-12) and plain.item() == pytest.approx(kl, rel=1e-12)
+    with pytest.raises(ValueError, match="kernel_sum"):
+        tsne_kl(phi, omega, 12.0)
+    assert tsne_kl(phi, omega, 1.0).item() == pytest.approx(kl, rel=1e-12)  # a = 1: eq. 9
+
+
+@pytest.mark.parametrize("a", [1.0, 4.0, 12.0])
+def test_exaggerated_gradient_is_tsnes(a):
+    """d/dv_i = 4 sum_j (a phi_ij - omega_ij) k_ij (v_i - v_j) (van der Maaten & Hinton 2008,
+    eq. 5 with P multiplied by a, as t-SNE's early exaggeration)."""
+    rng = np.random.default_rng(3)
+    w = torch.from_numpy(rng.normal(size=(25, 6)))
+    v = torch.from_numpy(rng.normal(size=(25, 2))).requires_grad_(True)
+    phi = joint_gaussian_affinity(w, 5.0)
+    obj, kl = dim_reduction_terms(w, v, 5.0, exaggeration=a)
+    (grad,) = torch.autograd.grad(obj, v)
+    P, V = phi.numpy(), v.detach().numpy()
+    K = 1.0 / (1.0 + ((V[:, None] - V[None]) ** 2).sum(-1))
+    np.fill_diagonal(K, 0.0)
+    Q = K / K.sum()
+    ref = 4 * (((a * P - Q) * K)[:, :, None] * (V[:, None] - V[None])).sum(1)
+    np.testing.assert_allclose(grad.numpy(), ref, rtol=1e-9, atol=1e-12)
+    # the recorded L_dim is eq. 9 whatever a is; dim_reduction_loss gives the objective
+    assert kl.item() == pytest.approx(dim_reduction_loss(w, v, 5.0).item(), rel=1e-12)
+    assert dim_reduction_loss(w, v, 5.0, exaggeration=a).item() == pytest.approx(obj.item(), rel=1e-12)
+    # given affinities are used as they are
+    same, _ = dim_reduction_terms(None, v, phi=phi, exaggeration=a)
+    assert same.item() == pytest.approx(obj.item(), rel=1e-12)

@@ -339,3 +339,178 @@ def test_predict_leaves_a_training_sample_out_of_its_own_neighbours():
     assert (dist[:, 0] > 0).all()
     ref_new = neighbor_assignment(zn, E[torch.from_numpy(nb)], C).argmax(1).numpy()
     np.testing.assert_array_equal(m.predict(Xn), ref_new)
+
+
+# -- pretraining plateau rule, the DR fit (batch, perplexity, early exaggeration) --------------
+
+def test_pretrain_tol_stops_before_the_cap_and_none_runs_the_cap():
+    X, _ = _images()
+    kw = {**TINY, "pretrain_epochs": 24, "epochs": 0}
+    stop = TDEC(n_clusters=3, random_state=0, pretrain_tol=0.9, pretrain_patience=2, **kw).fit(X)
+    # tol = 0.9: two epochs that do not cut the best error to a tenth end it, at the first
+    # epoch the rule may decide (2 x patience)
+    assert stop.diagnostics_["pretrain_epochs_run"] == 4
+    assert len(stop.history_.stages["pretrain"]["rec"]) == 4
+    full = TDEC(n_clusters=3, random_state=0, pretrain_patience=2, **kw).fit(X)  # tol None
+    assert full.diagnostics_["pretrain_epochs_run"] == 24
+    assert len(full.history_.stages["pretrain"]["rec"]) == 24
+    # the stopped fit is the first epochs of the full one (the rule only ends the stage)
+    np.testing.assert_allclose(stop.history_.stages["pretrain"]["rec"],
+                               full.history_.stages["pretrain"]["rec"][:4], rtol=1e-6)
+
+
+def test_pretrain_rule_is_label_free():
+    """The rule reads the loss history only: passing y changes nothing."""
+    X, y = _images()
+    kw = {**TINY, "pretrain_epochs": 30, "epochs": 1, "pretrain_tol": 0.05, "pretrain_patience": 3}
+    a = TDEC(n_clusters=3, random_state=0, **kw).fit(X)
+    b = TDEC(n_clusters=3, random_state=0, **kw).fit(X, y)
+    assert a.diagnostics_["pretrain_epochs_run"] == b.diagnostics_["pretrain_epochs_run"]
+    np.testing.assert_array_equal(a.labels_, b.labels_)
+    assert a.history_.to_dict() == b.history_.to_dict()
+
+
+def test_dr_fit_on_the_whole_set_sees_the_whole_set_affinities():
+    """dr_batch_size >= n: every step is the whole set; the first epoch's L_dim is the whole-set
+    KL of eqs. 9-11 at dr_perplexity for the pretrained map."""
+    from deepclust.losses.tsne import dim_reduction_loss
+    from deepclust.methods.tdec import _features
+
+    X, _ = _images()
+    kw = {**TINY, "pretrain_epochs": 2, "epochs": 0, "dr_lr": 1e-2}
+    init = TDEC(n_clusters=3, random_state=0, **kw).fit(X)
+    m = TDEC(n_clusters=3, random_state=0, dr_epochs=25, dr_batch_size=128, dr_perplexity=20.0,
+             **kw).fit(X)
+    zw = _features(init.model_, torch.from_numpy(X))[0]
+    with torch.no_grad():
+        expected = float(dim_reduction_loss(zw, init.model_.dr(zw), 20.0))
+    dims = m.history_.stages["dr_fit"]["dim"]
+    assert dims[0] == pytest.approx(expected, rel=1e-5)
+    assert len(dims) == 25 and dims[-1] < 0.99 * dims[0], dims  # 25 whole-set steps
+    d = m.diagnostics_
+    assert d["dr_full_batch"] and d["dr_batch_size"] == 90 and d["dr_perplexity"] == 20.0
+    assert d["dr_epochs_run"] == 25 and d["dr_dim_final"] == dims[-1]
+    assert d["dr_exaggeration_epochs_run"] == 0
+    for a, b in zip(init.model_.ae.parameters(), m.model_.ae.parameters(), strict=True):
+        torch.testing.assert_close(a, b)  # the autoencoder is untouched
+    # the default (None) keeps the mini-batches of batch_size and the clustering perplexity
+    base = TDEC(n_clusters=3, random_state=0, dr_epochs=2, **kw).fit(X)
+    assert not base.diagnostics_["dr_full_batch"] and base.diagnostics_["dr_batch_size"] == 32
+    assert base.diagnostics_["dr_perplexity"] == TINY["perplexity"]
+
+
+def test_dr_early_exaggeration_covers_the_first_epochs_only():
+    X, _ = _images()
+    kw = {**TINY, "pretrain_epochs": 2, "epochs": 0, "dr_batch_size": 128}
+    m = TDEC(n_clusters=3, random_state=0, dr_epochs=5, dr_exaggeration=12.0, dr_exaggeration_epochs=2,
+             **kw).fit(X)
+    st = m.history_.stages["dr_fit"]
+    # exaggerated objective = KL + 11 E_phi[log(1 + d^2)] > KL for the first two epochs only
+    assert all(lo > d for lo, d in zip(st["loss"][:2], st["dim"][:2], strict=True)), st
+    assert st["loss"][2:] == st["dim"][2:]
+    assert m.diagnostics_["dr_exaggeration_epochs_run"] == 2
+    plain = TDEC(n_clusters=3, random_state=0, dr_epochs=5, **kw).fit(X)
+    assert plain.history_.stages["dr_fit"]["dim"][0] == pytest.approx(st["dim"][0])  # same start
+    assert any(not torch.allclose(a, b) for a, b in zip(_dr_params(m), _dr_params(plain), strict=True))
+    with pytest.warns(UserWarning, match="every DR epoch is exaggerated"):
+        TDEC(n_clusters=3, random_state=0, dr_epochs=2, dr_exaggeration=4.0, dr_exaggeration_epochs=2,
+             **kw).fit(X)
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"pretrain_tol": 1.5}, "pretrain_tol"), ({"pretrain_tol": -0.1}, "pretrain_tol"),
+    ({"pretrain_patience": 0}, "pretrain_patience"), ({"dr_batch_size": 0}, "dr_batch_size"),
+    ({"dr_batch_size": 2.5}, "dr_batch_size"), ({"dr_batch_size": 8193}, r"\(B, B\)"),
+    ({"dr_perplexity": 0.5}, "dr_perplexity"), ({"dr_exaggeration": 0.5}, "dr_exaggeration"),
+    ({"dr_exaggeration_epochs": -1}, "dr_exaggeration_epochs"),
+])
+def test_new_switches_are_validated(bad, match):
+    X, _ = _images()
+    with pytest.raises(ValueError, match=match):
+        TDEC(n_clusters=3, **{**TINY, **bad}).fit(X)
+
+
+def test_crash_and_resume_with_plateau_stop_and_exaggerated_whole_set_dr_fit(tmp_path, monkeypatch):
+    """A fit that stops pretraining by the plateau rule and runs an exaggerated whole-set DR fit,
+    killed after each of a few checkpoints and resumed, ends as the uninterrupted fit."""
+    import deepclust.training as T
+
+    X, _ = _images()
+    kw = {**TINY, "pretrain_epochs": 30, "pretrain_tol": 0.9, "pretrain_patience": 2, "dr_epochs": 6,
+          "dr_batch_size": 128, "dr_exaggeration": 12.0, "dr_exaggeration_epochs": 3, "epochs": 2,
+          "tol": 0.0}
+    real = T.atomic_torch_save
+    saves = []
+    monkeypatch.setattr(T, "atomic_torch_save", lambda obj, path: (saves.append(obj["stage"]), real(obj, path)))
+    ref = TDEC(n_clusters=3, random_state=0, checkpoint_path=str(tmp_path / "ref.pt"), **kw).fit(X)
+    assert saves.count("pretrain") == 4 and saves.count("dr_fit") == 6, saves
+    for k in (2, 5, 8):  # in pretraining, in the exaggerated and in the plain DR epochs
+        count = []
+
+        def dying_save(obj, path, k=k, count=count):
+            real(obj, path)
+            count.append(1)
+            if len(count) == k:
+                raise KeyboardInterrupt
+
+        monkeypatch.setattr(T, "atomic_torch_save", dying_save)
+        path = str(tmp_path / f"run{k}.pt")
+        with pytest.raises(KeyboardInterrupt):
+            TDEC(n_clusters=3, random_state=0, checkpoint_path=path, **kw).fit(X)
+        monkeypatch.setattr(T, "atomic_torch_save", real)
+        res = TDEC(n_clusters=3, random_state=0, checkpoint_path=path, resume=True, **kw).fit(X)
+        np.testing.assert_array_equal(res.labels_, ref.labels_)
+        assert res.history_.to_dict() == ref.history_.to_dict(), k
+        assert res.diagnostics_ == ref.diagnostics_
+
+
+def test_presets_pretrain_rule_and_dr_fit():
+    from deepclust.presets.tdec import PRESETS
+
+    paper = PRESETS["paper"]["default"]
+    assert paper["pretrain_tol"] is None and paper["dr_epochs"] == 0
+    assert paper["dr_batch_size"] is None and paper["dr_perplexity"] is None
+    assert paper["dr_exaggeration"] == 1.0 and paper["dr_exaggeration_epochs"] == 0
+    fast = PRESETS["fast"]
+    caps = {"digits": 150, "usps": 100, "mnist-test": 100, "mnist": 40, "fashion-mnist": 40}
+    for name, entry in fast.items():
+        cfg = {**fast["default"], **entry}
+        assert cfg["pretrain_tol"] == 0.01 and cfg["pretrain_patience"] == 10
+        assert (cfg["dr_batch_size"], cfg["dr_perplexity"], cfg["dr_exaggeration"]) == (2048, 30.0, 12.0)
+        assert cfg["dr_exaggeration_epochs"] == cfg["dr_epochs"] // 4 > 0
+        if name in caps:
+            assert cfg["pretrain_epochs"] == caps[name]
+        TDEC(n_clusters=10, **cfg)._check_params()
+
+
+def test_dr_fit_fixed_parts_compute_each_part_affinities_once(monkeypatch):
+    """``dr_fixed_batches``: the DR fit visits one seeded partition into near-equal parts, and
+    each part's input affinities (eq. 11) are computed once however many epochs run; its own
+    learning rate ``dr_fit_lr`` reaches the DR-only stage's optimiser."""
+    import deepclust.methods.tdec as tdec_mod
+
+    calls = []
+    real = tdec_mod.joint_gaussian_affinity
+
+    def spy(w, perplexity=30.0):
+        calls.append(len(w))
+        return real(w, perplexity)
+
+    monkeypatch.setattr(tdec_mod, "joint_gaussian_affinity", spy)
+    rates = []
+    real_adam = torch.optim.Adam
+
+    def adam(params, lr=1e-3, **kw):
+        rates.append(lr)
+        return real_adam(params, lr=lr, **kw)
+
+    monkeypatch.setattr(tdec_mod.torch.optim, "Adam", adam)
+    X = np.random.default_rng(0).random((45, 1, 8, 8), dtype=np.float32)
+    m = TDEC(n_clusters=3, transformer=False, hidden_dims=(16, 16, 32), latent_dim=4, dr_dims=(8, 8, 8),
+             pretrain_epochs=1, epochs=0, batch_size=16, dr_epochs=4, dr_batch_size=20, dr_perplexity=5.0,
+             dr_fixed_batches=True, dr_fit_lr=0.05, augment=False, random_state=0, device="cpu").fit(X)
+    assert sorted(calls) == [15, 15, 15]  # ceil(45 / 20) = 3 parts of 15, computed once each
+    assert 0.05 in rates
+    assert len(m.history_.stages["dr_fit"]["dim"]) == 4
+    with pytest.raises(ValueError, match="dr_fit_lr"):
+        TDEC(n_clusters=3, dr_fit_lr=0.0).fit(X)
