@@ -438,7 +438,7 @@ def _train_tdec(
         if previous is not None and not final:  # lines 5, 7-9, rank 0's result on every rank
             state["delta"] = float(ddp.run_on_rank0(
                 lambda: np.array([_label_change(previous, labels)]))[0])
-            state["converged"] = state["delta"] <= tol
+            state["converged"] = state["delta"] < tol  # as DEC; tol=0 never stops
         state["labels"] = labels
         state["n_refresh"] += 1
         return z_v
@@ -612,8 +612,9 @@ class TDEC(DeepClusterer):
     update_interval : int or None
         Mini-batches between refreshes of centres and targets (None: once per epoch).
     tol : float, default 0.001
-        Stop when at most this share of points changed cluster between refreshes (compared as
-        partitions: after the best one-to-one matching of the two refreshes' clusters).
+        Stop when less than this share of points changed cluster between refreshes (compared as
+        partitions: after the best one-to-one matching of the two refreshes' clusters); 0 never
+        stops (all ``epochs`` run), as in DEC.
     augment : bool, default True
         Rotation up to ``max_rotation`` degrees and shifts up to ``max_shift * H`` pixels.
     max_rotation, max_shift : float, default 10, 0.1
@@ -895,7 +896,7 @@ class TDEC(DeepClusterer):
             self.cluster_centers_ = net.centers.detach().cpu().numpy()
         self.history_ = out["history"]
         self.n_iter_ = int(out["n_iter"])
-        stop = (f"label change {st['delta']:.4g} <= tol={self.tol}" if out["converged"]
+        stop = (f"label change {st['delta']:.4g} < tol={self.tol}" if out["converged"]
                 else f"epochs={self.epochs} reached")
         self.selection_ = f"last iterate (Algorithm 1; {stop}; label-free)"
         self.diagnostics_ = {
