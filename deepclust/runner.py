@@ -381,7 +381,7 @@ def run_experiment(
             note(f"fitting {method} (preset {preset}, seed {seed}) on {ds.name}: {what}, k={n_clusters}")
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             if est.input_kind == "scene":
                 if ds.kind != "scene":
                     raise ValueError(f"{method} clusters pixels of a hyperspectral scene; {ds.name} is not a scene")
@@ -392,6 +392,7 @@ def run_experiment(
                     raise ValueError(f"{method} clusters images; {ds.name} holds {ds.kind}")
                 est.fit(X)
             fit_seconds = time.perf_counter() - t0
+            fit_cpu_seconds = time.process_time() - c0  # every thread of this process
         seen: set[str] = set()
         for w in caught:  # shown once each (they are also recorded in metrics.json)
             if str(w.message) not in seen:
@@ -428,6 +429,7 @@ def run_experiment(
             record["peak_rss_mb_per_rank"] = _peak_rss_per_rank()
         record.update(
             fit_seconds=round(fit_seconds, 3),
+            fit_cpu_seconds=round(fit_cpu_seconds, 3),
             peak_rss_mb=round(_peak_rss_mb(), 1),
             device=str(getattr(est, "device_", "cpu")),
             precision=str(getattr(est, "precision_", "fp32")),
