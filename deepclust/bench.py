@@ -146,7 +146,8 @@ def render_results(bench_dir: Path = Path("benchmarks")) -> Path:
         by_dataset.setdefault(payload["dataset"], []).append(payload)
     lines = [BEGIN, "", "Mean ± std over seeds (population std), measured here with `deepclust bench`;",
              "ACC/NMI/ARI in [0, 1]; NMI with arithmetic normalisation (`nmi_max` in the JSON files);",
-             "fit time (wall seconds, and CPU seconds of all threads where recorded) and peak RSS of the whole run process. Paper numbers are quoted from the",
+             "fit time (wall seconds; in brackets the CPU seconds of all threads, where recorded)",
+             "and peak RSS of the whole run process. Paper numbers are quoted from the",
              "source given and were obtained with the paper's own settings (usually GPU, paper",
              "preset), not ours. ¹ the method's extra `kmeans` label set: k-means on the learned",
              "features (RECAL, after training) or the k-means initialisation on the pretrained",
