@@ -514,3 +514,34 @@ def test_dr_fit_fixed_parts_compute_each_part_affinities_once(monkeypatch):
     assert len(m.history_.stages["dr_fit"]["dim"]) == 4
     with pytest.raises(ValueError, match="dr_fit_lr"):
         TDEC(n_clusters=3, dr_fit_lr=0.0).fit(X)
+
+
+def test_clustering_stage_without_dim_loss_keeps_the_fitted_map(monkeypatch):
+    """``dim_loss_in_clustering=False`` with ``clu_to_dr=False``: the clustering stage records no
+    L_dim and leaves the DR block's weights exactly as the DR-only fit left them (the encoder
+    still trains); ``map_dim_end`` reports the final map's L_dim, a label-free check."""
+    import deepclust.methods.tdec as tdec_mod
+
+    snap = {}
+    real_loop = tdec_mod.fit_loop
+
+    def loop(**kw):
+        if kw.get("stage") == "cluster":
+            net = kw["model"]
+            snap["dr"] = {k: v.detach().clone() for k, v in net.dr.state_dict().items()}
+            snap["enc"] = {k: v.detach().clone() for k, v in net.ae.state_dict().items()}
+            snap["net"] = net
+        return real_loop(**kw)
+
+    monkeypatch.setattr(tdec_mod, "fit_loop", loop)
+    X = np.random.default_rng(0).random((40, 1, 8, 8), dtype=np.float32)
+    m = TDEC(n_clusters=3, transformer=False, hidden_dims=(16, 16, 32), latent_dim=4, dr_dims=(8, 8, 8),
+             pretrain_epochs=1, epochs=2, batch_size=16, dr_epochs=2, perplexity=4.0, n_neighbors=5,
+             clu_to_dr=False, dim_loss_in_clustering=False, tol=0.0, augment=False, random_state=0,
+             device="cpu").fit(X)
+    net = snap["net"]
+    assert "dim" not in m.history_.stages["cluster"] and "clu" in m.history_.stages["cluster"]
+    for k, v in net.dr.state_dict().items():
+        torch.testing.assert_close(v, snap["dr"][k], rtol=0, atol=0)
+    assert any(not torch.equal(v, snap["enc"][k]) for k, v in net.ae.state_dict().items())
+    assert m.diagnostics_["map_dim_end"] is not None and m.diagnostics_["map_dim_end"] > 0
