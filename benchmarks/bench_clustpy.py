@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0])
     ap.add_argument("--ours", nargs="*", default=[], help="KEY=VALUE overrides of our fast preset")
     ap.add_argument("--skip-clustpy", action="store_true")
+    ap.add_argument("--skip-ours", action="store_true",
+                    help="run ClustPy only, with the settings of our preset (ours: deepclust bench)")
     ap.add_argument("--speed", type=int, default=0, metavar="N",
                     help="time N clustering updates without pretraining (see the module docstring)")
     ap.add_argument("--out", default=None)
@@ -149,8 +151,15 @@ def main(argv: list[str] | None = None) -> None:
         overrides.update(pretrain_epochs=0, tol=0.0, max_iter=int(a.speed))
     for method in a.methods:
         for seed in a.seeds:
-            ours = run_ours(method, X, k, seed, a.dataset, overrides)
-            runs = [("deepclust", ours)]
+            if a.skip_ours:
+                from deepclust.runner import build_estimator
+
+                params = build_estimator(method, dataset=a.dataset, preset="fast", seed=seed, n_clusters=k,
+                                         overrides=overrides).get_params()
+                ours, runs = {"params": params}, []
+            else:
+                ours = run_ours(method, X, k, seed, a.dataset, overrides)
+                runs = [("deepclust", ours)]
             if classes is not None:
                 runs.append(("clustpy", run_clustpy(classes[method], method, X, k, seed, ours["params"])))
             for lib, r in runs:
