@@ -180,7 +180,11 @@ def _train_dec(
     def clu_step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
         idx = idx.to(device)
         x = X[idx]
-        z, rec, q = model(x, alpha)
+        if gamma is None:  # DEC drops the decoder: no reconstruction to compute
+            z = model.ae.encode(x)
+            rec, q = None, student_t_assignment(z, model.centers, alpha)
+        else:
+            z, rec, q = model(x, alpha)
         if target == "full":
             p = state["p"][idx]  # DEC eq. 3 with f_j over all samples, fixed between refreshes
         else:  # "batch": DEC eq. 3 on this step's Q, f_j over the (union) mini-batch
