@@ -18,14 +18,17 @@ Usage (repository root)::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
+from bench_scdsc import emit  # noqa: E402
 
 
 def _cpu() -> float:
@@ -119,12 +122,7 @@ def main(argv: list[str] | None = None) -> None:
                    "share_of_gemm_peak": round(flop * a.steps / wall / peak, 3),
                    "torch_threads": torch.get_num_threads(),
                    "omp_threads": os.environ.get("OMP_NUM_THREADS"), "load_1min": os.getloadavg()[0]}
-            line = json.dumps(rec)
-            print(line, flush=True)
-            if a.out:
-                Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-                with open(a.out, "a") as fh:
-                    fh.write(line + "\n")
+            emit(a.out, rec)  # the benchmarks' one JSON-lines writer (bench_scdsc.emit)
 
 
 if __name__ == "__main__":

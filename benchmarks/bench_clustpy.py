@@ -35,7 +35,6 @@ may stop earlier by its label-free rules; the record gives the updates each made
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import resource
@@ -45,6 +44,9 @@ import types
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_scdsc import emit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -181,12 +183,7 @@ def main(argv: list[str] | None = None) -> None:
                                stages=r["stages"])
                 else:
                     rec.update(clustering_epochs=r["clustering_epochs"], torchvision_stubbed=stubbed)
-                line = json.dumps(rec)
-                print(line, flush=True)
-                if a.out:
-                    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-                    with open(a.out, "a") as fh:
-                        fh.write(line + "\n")
+                emit(a.out, rec)  # the benchmarks' one JSON-lines writer (bench_scdsc.emit)
 
 
 if __name__ == "__main__":

@@ -2,18 +2,9 @@
 AE 500-500-2000-10, batch 256, 500 pre-training epochs, Adam lr 0.01 throughout) with DEC's
 update interval 140 and tol 0.001 (20,000 iterations at most). ``fast``: CPU minutes on 2 cores.
 
-``fast`` changes two things against the papers' loop, both label-free, each a switch:
-
-* ``pretrain_tol=0.01, pretrain_patience=10``: pretraining ends when ten epochs in a row cut the
-  best reconstruction error by less than 1 % (``deepclust.stopping.plateau_reached``), so
-  ``pretrain_epochs`` is a cap sized to the CPU budget (300 on Digits' 1,797 images, 100 on
-  USPS and MNIST-test, 50 on the 70,000 MNIST images). The earlier fixed 15-40 epochs stopped
-  while the reconstruction error still fell by 4-7 % per 10 epochs (USPS, seed 0).
-* ``target="batch"``: DEC's target (eq. 3) is computed from each step's own Q, i.e. eq. 3 at the
-  current parameters with the frequencies f_j estimated on the mini-batch, instead of a whole-set
-  P frozen for ``update_interval`` steps (the reference code's approximation, kept as
-  ``target="full"`` and in ``paper``). ClustPy's DEC and IDEC train this way. The label-change
-  stop test (tol 0.001 every ``update_interval`` steps) still ends the stage.
+``fast`` changes the same two things as DEC's ``fast`` (``deepclust/presets/dec.py`` says how
+each was chosen): pretraining to the reconstruction plateau (``pretrain_tol=0.01``,
+``pretrain_patience=10``, ``pretrain_epochs`` a cap) and the per-batch target (``target="batch"``).
 """
 
 PRESETS = {
