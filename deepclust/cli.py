@@ -490,7 +490,28 @@ def _dispatch(parser: argparse.ArgumentParser, args) -> int:
     return 2
 
 
+def _interrupt_in_chain(exc: BaseException) -> BaseException | None:
+    """The KeyboardInterrupt (Ctrl-C, or :class:`Terminated` for SIGTERM) that ``exc`` wraps, if
+    any: a signal that lands inside Python machinery that re-raises (a class body's
+    ``__set_name__`` while a module is being imported, say) arrives as that machinery's
+    RuntimeError with the interrupt as its cause."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def _unexpected(exc: BaseException) -> int:
+    interrupt = _interrupt_in_chain(exc)
+    if isinstance(interrupt, Terminated):
+        print("deepclust: terminated (SIGTERM); partial outputs removed", file=sys.stderr)
+        return 143
+    if interrupt is not None:
+        print("deepclust: interrupted", file=sys.stderr)
+        return 130
     print(f"deepclust: unexpected error ({type(exc).__name__}: {_one_line(exc)}); rerun with --debug "
           "for the traceback and please report it", file=sys.stderr)
     return 1

@@ -141,3 +141,25 @@ def test_datasets_and_methods_listing(capsys):
     assert "digits" in out and "houston" in out and "present" in out
     assert main(["methods"]) == 0
     assert "scdsc" in capsys.readouterr().out
+
+
+def test_a_signal_wrapped_by_python_machinery_still_ends_as_an_interrupt(monkeypatch, tmp_path, capsys):
+    """SIGTERM landing inside a class body's ``__set_name__`` (a module being imported) reaches
+    the CLI as a RuntimeError caused by :class:`Terminated`: it must end as a SIGTERM (143) and a
+    Ctrl-C as an interrupt (130), not as an 'unexpected error'."""
+    import deepclust.cli as cli
+
+    def raise_wrapped(kind):
+        def run(_args):
+            try:
+                raise kind()
+            except KeyboardInterrupt as inner:
+                raise RuntimeError("Error calling __set_name__ on 'Field' instance 'size'") from inner
+        return run
+
+    monkeypatch.setattr(cli, "_cmd_run", raise_wrapped(cli.Terminated))
+    assert main(["run", "kmeans", "--dataset", "digits", "--out", str(tmp_path / "a")]) == 143
+    assert "terminated (SIGTERM)" in capsys.readouterr().err
+    monkeypatch.setattr(cli, "_cmd_run", raise_wrapped(KeyboardInterrupt))
+    assert main(["run", "kmeans", "--dataset", "digits", "--out", str(tmp_path / "b")]) == 130
+    assert "interrupted" in capsys.readouterr().err
