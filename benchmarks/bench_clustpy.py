@@ -83,12 +83,6 @@ def _import_clustpy():
     return {"dec": CDEC, "idec": CIDEC}, stubbed
 
 
-def _parse_overrides(items: list[str]) -> dict:
-    from deepclust.runner import parse_overrides
-
-    return parse_overrides(items)
-
-
 def run_ours(method: str, X: np.ndarray, k: int, seed: int, dataset: str, overrides: dict) -> dict:
     from deepclust.runner import build_estimator
 
@@ -147,12 +141,13 @@ def main(argv: list[str] | None = None) -> None:
 
     from deepclust.data import load_dataset
     from deepclust.metrics import evaluate
+    from deepclust.runner import parse_overrides
 
     classes, stubbed = (None, False) if a.skip_clustpy else _import_clustpy()
     ds = load_dataset(a.dataset)
     X = ds.X.reshape(len(ds.X), -1).astype(np.float32)
     k = int(len(np.unique(ds.y)))
-    overrides = _parse_overrides(a.ours)
+    overrides = parse_overrides(a.ours)
     if a.speed:
         overrides.update(pretrain_epochs=0, tol=0.0, max_iter=int(a.speed), n_init=1)
     for method in a.methods:

@@ -306,9 +306,15 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
         from sklearn.utils.validation import check_is_fitted
 
         check_is_fitted(self, "labels_")
-        X = check_data(X, kind=self.input_kind, min_samples=1, lazy_scene=self._lazy_scene)
+        X = self._check_new_data(X)
         if self.input_kind == "scene" and predict_params.get("mask") is not None:
             predict_params["mask"] = check_mask(predict_params["mask"], X.shape[:2])
+        return self._predict(X, **predict_params)
+
+    def _check_new_data(self, X):
+        """``X`` validated as at fit time, with the training data's number of features (what
+        ``predict`` and a fitted estimator's ``transform`` accept)."""
+        X = check_data(X, kind=self.input_kind, min_samples=1, lazy_scene=self._lazy_scene)
         n_feat = int(np.prod(X.shape[1:])) if self.input_kind != "scene" else X.shape[-1]
         if n_feat != self.n_features_in_:
             raise ValueError(
@@ -316,7 +322,7 @@ class DeepClusterer(ClusterMixin, BaseEstimator):
                 f"{self.n_features_in_} features as input (the training data's); "
                 "pass data shaped like the training data"
             )
-        return self._predict(X, **predict_params)
+        return X
 
     def fit_predict(self, X, y=None, **fit_params) -> np.ndarray:
         """Fit and return ``labels_``."""

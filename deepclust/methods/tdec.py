@@ -417,13 +417,13 @@ def _train_tdec(
 
     state: dict = {"step": 0, "n_refresh": 0, "labels": None, "delta": 1.0, "converged": False}
 
-    def refresh(final: bool = False) -> torch.Tensor:
+    def refresh(final: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Algorithm 1 lines 3-9: all clustering features, centres, assignments, stop test.
 
         ``final`` (line 14): every rank computes all features itself, with the same function
         as :meth:`TDEC.predict` (so ``predict`` on the training set reproduces the labels), and
-        the stop test is left as it was. Returns the clustering features ``z_v``."""
-        _, z_v = _features(net, X) if final else _features_all(net, X)  # line 3
+        the stop test is left as it was. Returns the features ``(z_w, z_v)``."""
+        z_w, z_v = _features(net, X) if final else _features_all(net, X)  # line 3
         previous = state["labels"]
         if clustering_head:
             head = _head_assign(z_v, n_clusters, n_neighbors=n_neighbors,
@@ -442,7 +442,7 @@ def _train_tdec(
             state["converged"] = state["delta"] < tol  # as DEC; tol=0 never stops
         state["labels"] = labels
         state["n_refresh"] += 1
-        return z_v
+        return z_w, z_v
 
     n_batches = n // batch_size if drop_last else math.ceil(n / batch_size)
     interval = int(update_interval or n_batches)
@@ -496,7 +496,7 @@ def _train_tdec(
     # -- line 14: forward pass for the final labels -----------------------------------------
     steps_done = state["step"]
     converged = state["converged"]
-    z_v = refresh(final=True)
+    z_w, z_v = refresh(final=True)
     dr_dims = history.stages.get("dr_fit", {}).get("dim", [])
     dr = {"dr_batch_size": min(dr_batch, n), "dr_full_batch": dr_full,
           "dr_perplexity": capped_perplexity(min(dr_batch, n), dr_perp),
@@ -505,11 +505,10 @@ def _train_tdec(
           "dr_epochs_run": len(dr_dims), "dr_dim_final": dr_dims[-1] if dr_dims else None}
     if net.dr is not None and n >= 4:
         # label-free check of the final map: L_dim (eqs. 9-11, perplexity 30 capped) over the whole
-        # set, or over a seeded sample of 2048 points, on the clean features
-        rows = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))[:2048]
-        zw_s, zv_s = _features(net, X[rows.to(device)])
+        # set, or over a seeded sample of 2048 points, of the final pass's clean features
+        rows = torch.randperm(n, generator=torch.Generator().manual_seed(int(seed)))[:2048].to(z_w.device)
         with torch.no_grad():
-            dr["map_dim_end"] = float(dim_reduction_loss(zw_s.double(), zv_s.double(), 30.0))
+            dr["map_dim_end"] = float(dim_reduction_loss(z_w[rows].double(), z_v[rows].double(), 30.0))
     return {"state": state, "history": history, "n_iter": steps_done, "converged": converged,
             "z_v": z_v, "pretrain_epochs_run": history.epochs("pretrain"), "dr": dr}
 

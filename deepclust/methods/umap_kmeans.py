@@ -217,16 +217,8 @@ class UMAPKMeans(DeepClusterer):
         embedding, not refitted)."""
         from sklearn.utils.validation import check_is_fitted
 
-        from deepclust.base import check_data
-
         check_is_fitted(self, "embedding_")
-        X = check_data(X, kind=self.input_kind, min_samples=1)
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"X has {X.shape[1]} features, but {type(self).__name__} is expecting "
-                f"{self.n_features_in_} features as input (the training data's)"
-            )
-        return self._embed(X)
+        return self._embed(self._check_new_data(X))
 
     def _embed(self, X: np.ndarray) -> np.ndarray:
         Z = self.pca_.transform(X).astype(np.float32) if self.pca_ is not None else X
