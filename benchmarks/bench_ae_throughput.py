@@ -11,14 +11,16 @@ worth something when nothing else runs.
 
 Usage (repository root)::
 
-    OMP_NUM_THREADS=2 PYTHONPATH=$PWD python benchmarks/bench_ae_throughput.py --dataset usps \\
-        --out benchmarks/results/ae_throughput.jsonl
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/bench_ae_throughput.py --dataset usps \\
+        --batches 128 256 --steps 20
+
+Records go to ``benchmarks/results/perf__ae_throughput.json`` (``--out`` another file).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import json
 import resource
 import sys
 import time
@@ -28,12 +30,19 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch
-from bench_scdsc import emit  # noqa: E402
+from results_io import append_record, command_line  # noqa: E402
+
+#: the methods whose network each ``--nets`` entry is
+METHODS = {"dec": ["dec", "idec"], "tdec": ["tdec"]}
 
 
 def _cpu() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def gemm_peak(n: int = 2048, repeats: int = 8) -> float:
@@ -89,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--batches", nargs="+", type=int, default=[256])
     ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--warmup", type=int, default=5)
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--out", default=None, help="results file (default benchmarks/results/perf__ae_throughput.json)")
     a = ap.parse_args(argv)
 
     from deepclust.data import load_dataset
@@ -114,15 +123,15 @@ def main(argv: list[str] | None = None) -> None:
         for batch in a.batches:
             flop = step_flop(model, X[:batch])
             wall, cpu = time_steps(model, X, batch, a.steps, a.warmup)
-            rec = {"bench": "ae_throughput", "net": net, "dataset": a.dataset, "batch": batch,
+            rec = {"net": net, "dataset": a.dataset, "batch": batch,
                    "steps": a.steps, "samples_per_s": round(a.steps * batch / wall, 1),
                    "samples_per_cpu_s": round(a.steps * batch / cpu, 1),
                    "gflop_per_step": round(flop / 1e9, 3),
                    "gemm_peak_gflops": round(peak / 1e9, 1),
                    "share_of_gemm_peak": round(flop * a.steps / wall / peak, 3),
-                   "torch_threads": torch.get_num_threads(),
-                   "omp_threads": os.environ.get("OMP_NUM_THREADS"), "load_1min": os.getloadavg()[0]}
-            emit(a.out, rec)  # the benchmarks' one JSON-lines writer (bench_scdsc.emit)
+                   "torch_threads": torch.get_num_threads(), "peak_rss_mb": round(_peak_mb(), 1)}
+            print(json.dumps(rec), flush=True)
+            append_record("ae_throughput", rec, methods=METHODS[net], command=command_line(), out=a.out)
 
 
 if __name__ == "__main__":

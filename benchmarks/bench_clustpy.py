@@ -2,8 +2,9 @@
 rates, pretraining epochs and number of clustering updates; labels only to score.
 
 Each (method, seed) runs ours and then ClustPy's estimator in the same process and thread
-setting, and prints one JSON line per run: ACC / NMI / ARI, wall and CPU seconds of the whole
-fit and the number of clustering updates made.
+setting, and appends one record per run to ``benchmarks/results/perf__clustpy.json``
+(``--out`` another file): ACC / NMI / ARI, wall and CPU seconds of the whole fit and the number
+of clustering updates made.
 
 ``--speed N``: the speed per update instead. Both libraries skip pretraining
 (``pretrain_epochs=0``; the clustering stage then starts from k-means on the untrained
@@ -17,7 +18,7 @@ Usage (repository root; ClustPy 0.0.3 is an optional benchmark dependency)::
 
     python -m pip install --no-deps "clustpy==0.0.3" pandas   # beside the CPU torch: see below
     OMP_NUM_THREADS=2 PYTHONPATH=$PWD python benchmarks/bench_clustpy.py --dataset usps \\
-        --methods dec idec --seeds 0 1 2 --out benchmarks/results/clustpy_usps.jsonl
+        --methods dec idec --seeds 0 1 2
 
 ``--no-deps``: ClustPy asks for torchvision, whose PyPI wheels do not import against the CPU
 torch 2.13 wheel (and would pull a CUDA torch). ClustPy's deep module imports torchvision only
@@ -35,8 +36,8 @@ may stop earlier by its label-free rules; the record gives the updates each made
 from __future__ import annotations
 
 import argparse
+import json
 import math
-import os
 import resource
 import sys
 import time
@@ -46,9 +47,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_scdsc import emit  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
+from results_io import append_record, command_line  # noqa: E402
 
 
 def _cpu() -> float:
@@ -134,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
                     help="run ClustPy only, with the settings of our preset (ours: deepclust bench)")
     ap.add_argument("--speed", type=int, default=0, metavar="N",
                     help="time N clustering updates without pretraining (see the module docstring)")
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--out", default=None, help="results file (default benchmarks/results/perf__clustpy.json)")
     a = ap.parse_args(argv)
 
     import torch
@@ -166,19 +165,19 @@ def main(argv: list[str] | None = None) -> None:
                                                          speed=bool(a.speed))))
             for lib, r in runs:
                 res = evaluate(ds.y, r["labels"])
-                rec = {"bench": "clustpy", "library": lib, "method": method, "dataset": a.dataset,
+                rec = {"library": lib, "method": method, "dataset": a.dataset,
                        "seed": seed, **{m: round(float(res[m]), 4) for m in ("acc", "nmi", "ari")},
                        "wall_s": round(r["wall_s"], 1), "cpu_s": round(r["cpu_s"], 1),
                        "updates": r["updates"], "speed_run": bool(a.speed),
                        "s_per_update": round(r["wall_s"] / max(1, r["updates"]), 5),
-                       "torch_threads": torch.get_num_threads(),
-                       "omp_threads": os.environ.get("OMP_NUM_THREADS")}
+                       "torch_threads": torch.get_num_threads()}
                 if lib == "deepclust":
                     rec.update(overrides=a.ours, pretrain_epochs_run=r["pretrain_epochs_run"],
                                stages=r["stages"])
                 else:
                     rec.update(clustering_epochs=r["clustering_epochs"], torchvision_stubbed=stubbed)
-                emit(a.out, rec)  # the benchmarks' one JSON-lines writer (bench_scdsc.emit)
+                print(json.dumps(rec), flush=True)
+                append_record("clustpy", rec, methods=[method], command=command_line(), out=a.out)
 
 
 if __name__ == "__main__":

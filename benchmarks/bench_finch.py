@@ -4,7 +4,8 @@ Each case runs both implementations alternately (``--repeats`` times each, the o
 every repeat) and reports the best wall and CPU seconds of each, their ratio, and whether the
 partitions (every level, label numbers included) are identical. With ``--memory`` one more,
 untimed run of each measures its peak traced allocation (``tracemalloc``: numpy and scipy
-arrays; BLAS work buffers are not traced). Results go to stdout as JSON lines (and to ``--out``).
+arrays; BLAS work buffers are not traced). Each case's record is printed and appended to
+``benchmarks/results/perf__finch.json`` (``--out`` another file) by ``results_io``.
 
 Cases:
 
@@ -17,8 +18,7 @@ Cases:
 
 Usage (repository root)::
 
-    PYTHONPATH=$PWD python benchmarks/bench_finch.py --cases features blobs --n 20000 \\
-        --threads 1 --repeats 3 --memory
+    PYTHONPATH=$PWD python benchmarks/bench_finch.py --cases features blobs --threads 1 --repeats 5 --memory
 
 ``--rev REV`` also times ``deepclust/cluster/finch.py`` as it was at git revision ``REV``
 (loaded from ``git show``), in the same alternation, to compare before and after a change.
@@ -42,6 +42,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from results_io import append_record, command_line  # noqa: E402
 
 
 def blobs() -> np.ndarray:
@@ -101,7 +102,7 @@ def peak_traced_mb(fn, X) -> float:
     return round(peak / 2**20, 1)
 
 
-def compare(name: str, X: np.ndarray, repeats: int, memory: bool, threads: int, out: str | None, rev=None):
+def compare(name: str, X: np.ndarray, repeats: int, memory: bool, threads: int, out: str | None, rev=None, env=None):
     impls = {"ours": run_ours, "finch-clust": run_ref}
     if rev is not None:
         impls[f"ours@{rev[0]}"] = rev[1]
@@ -146,13 +147,8 @@ def compare(name: str, X: np.ndarray, repeats: int, memory: bool, threads: int, 
     if memory:
         rec["ours_peak_traced_mb"] = peak_traced_mb(run_ours, X)
         rec["ref_peak_traced_mb"] = peak_traced_mb(run_ref, X)
-    line = json.dumps(rec)
-    print(line, flush=True)
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "a") as fh:
-            fh.write(line + "\n")
-    return rec
+    print(json.dumps(rec), flush=True)
+    return append_record("finch", {**rec, "environment": env}, methods=["finch"], command=command_line(), out=out)
 
 
 def main() -> None:
@@ -162,7 +158,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--memory", action="store_true", help="also measure peak traced memory")
-    ap.add_argument("--out", default=None)
+    ap.add_argument("--out", default=None, help="results file (default benchmarks/results/perf__finch.json)")
     ap.add_argument("--rev", default=None, help="also time our FINCH at this git revision")
     a = ap.parse_args()
 
@@ -178,20 +174,9 @@ def main() -> None:
     faiss.omp_set_num_threads(a.threads)
     with threadpool_limits(a.threads):
         pools = {p["internal_api"]: p["num_threads"] for p in threadpool_info()}
-        print(
-            json.dumps(
-                {
-                    "threads": a.threads,
-                    "pools": pools,
-                    "torch_threads": torch.get_num_threads(),
-                    "faiss_threads": faiss.omp_get_max_threads(),
-                    "numpy": np.__version__,
-                    "sklearn": sklearn.__version__,
-                    "torch": torch.__version__,
-                }
-            ),
-            flush=True,
-        )
+        env = {"pools": pools, "torch_threads": torch.get_num_threads(), "faiss_threads": faiss.omp_get_max_threads(),
+               "numpy": np.__version__, "sklearn": sklearn.__version__, "torch": torch.__version__}
+        print(json.dumps(env), flush=True)
         run_ours(blobs()[:2000].astype(np.float32))  # warm-up (imports, BLAS buffers)
         rev = (a.rev, load_rev(a.rev)) if a.rev else None
         for case in a.cases:
@@ -200,11 +185,11 @@ def main() -> None:
 
                 for n in a.n:
                     X = np.load(finch_features(n))
-                    compare(f"features-{n}", X, a.repeats, a.memory, a.threads, a.out, rev)
+                    compare(f"features-{n}", X, a.repeats, a.memory, a.threads, a.out, rev, env)
             else:
                 X64 = blobs()
                 for X in (X64.astype(np.float32), X64):
-                    compare("blobs", X, a.repeats, a.memory, a.threads, a.out, rev)
+                    compare("blobs", X, a.repeats, a.memory, a.threads, a.out, rev, env)
 
 
 if __name__ == "__main__":

@@ -7,12 +7,18 @@
    after every epoch.
 
     OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/bench_reliability.py
+
+One record per measurement goes to ``benchmarks/results/perf__reliability.json`` (``--out``
+another file).
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import runpy
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,6 +28,9 @@ import torch
 
 from deepclust.runner import cluster_size_report
 from deepclust.training import atomic_torch_save
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_io import append_record, command_line  # noqa: E402
 
 
 def collapse_reference():
@@ -61,12 +70,28 @@ def tiny_fit_overhead(method: str):
     return out
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default=None, help="results file (default benchmarks/results/perf__reliability.json)")
+    a = ap.parse_args(argv)
+    command = command_line()
+
+    def record(rec, methods=()):
+        print(json.dumps(rec), flush=True)
+        append_record("reliability", rec, methods=list(methods), command=command, out=a.out)
+
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
     sec, ref = collapse_reference()
-    print(f"collapse reference on 70000x784 (5000-sample subset, k=10, n_init=3): {sec:.2f} s (share {ref:.3f})")
+    record({"task": "collapse_reference", "shape": [70_000, 784], "subset": 5000, "k": 10, "n_init": 3,
+            "seconds": round(sec, 2), "share": round(ref, 3)})
     for n in (1_000_000, 5_000_000, 20_000_000):
         sec, mb = checkpoint_cost(n)
-        print(f"atomic checkpoint of {n / 1e6:.0f}M parameters + Adam state: {sec * 1000:.0f} ms, {mb:.0f} MiB")
+        record({"task": "checkpoint", "n_params": n, "ms": round(sec * 1000), "mib": round(mb)})
     for m in ("tdec", "pici", "scdsc"):
-        print(m, {k: round(v, 2) for k, v in tiny_fit_overhead(m).items()})
+        t = tiny_fit_overhead(m)
+        record({"task": "tiny_fit_checkpoint", "method": m, "no_checkpoint_s": round(t["no checkpoint"], 2),
+                "checkpoint_every_epoch_s": round(t["checkpoint every epoch"], 2)}, methods=[m])
+
+
+if __name__ == "__main__":
+    main()

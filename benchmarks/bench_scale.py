@@ -11,8 +11,9 @@ Memory is reported two ways: ``ru_maxrss`` (includes the pages of the memory-map
 were read, which are file-backed and reclaimable) and the peak of ``RssAnon`` (the process's
 own allocations), sampled every 0.2 s from ``/proc/self/status``.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/bench_scale.py 100000 250000 \
-        --out benchmarks/results_scale.jsonl [--predict] [--tmp /tmp/scale]
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python benchmarks/bench_scale.py 100000 250000 [--predict] [--tmp /tmp/scale]
+
+One record per size goes to ``benchmarks/results/perf__scale.json`` (``--out`` another file).
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_io import append_record, command_line  # noqa: E402
 
 MAKE = r"""
 import sys, numpy as np
@@ -85,7 +89,7 @@ print("RESULT " + json.dumps(out, default=str))
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sizes", type=int, nargs="+")
-    ap.add_argument("--out", default="benchmarks/results_scale.jsonl")
+    ap.add_argument("--out", default=None, help="results file (default benchmarks/results/perf__scale.json)")
     ap.add_argument("--tmp", default="/tmp/deepclust_scale")
     ap.add_argument("--predict", action="store_true", help="also time predict_scene")
     args = ap.parse_args()
@@ -106,8 +110,7 @@ def main() -> None:
         rec = json.loads(line[len("RESULT "):])
         rec["loadavg_before"] = load
         rec["wall_seconds_process"] = round(time.perf_counter() - t0, 1)
-        with open(args.out, "a") as fh:
-            fh.write(json.dumps(rec) + "\n")
+        append_record("scale", rec, methods=["scdsc"], command=command_line(), out=args.out)
         d = rec["diagnostics"]
         print(f"N={n}: fit {rec['fit_seconds']} s (cpu {rec['fit_cpu_seconds']} s), "
               f"pretrain/epoch {d.get('pretrain_seconds')} s, joint/epoch "

@@ -1,16 +1,18 @@
-"""Benchmarks of SCDSC, FINCH and EDESC. Each measurement runs in its own process so
-its peak memory (``ru_maxrss``) is its own; results are appended as JSON lines.
+"""Performance of SCDSC and its FINCH stage: FINCH against ``finch-clust``, the whole fit's
+memory, the time per joint epoch against n and on Salinas-A. Each measurement runs in its own
+process so its peak memory is its own; each appends a record to
+``benchmarks/results/perf__<name>.json`` (``--out`` another file) through ``results_io``.
 
 Usage (from the repository root, ``PYTHONPATH=$PWD``, ``DEEPCLUST_DATA`` set)::
 
-    python benchmarks/bench_scdsc.py finch-all   --out benchmarks/results_scdsc/finch.jsonl
-    python benchmarks/bench_scdsc.py scaling-all --out benchmarks/results_scdsc/scaling.jsonl
-    python benchmarks/bench_scdsc.py memory      --out benchmarks/results_scdsc/memory.jsonl
-    python benchmarks/bench_scdsc.py salinas-all --seeds 0 1 2 3 4 \
-        --out benchmarks/results_scdsc/salinas_a.jsonl
-    python benchmarks/bench_scdsc.py epoch-time --threads 2 --out benchmarks/results_scdsc/epoch_time.jsonl
+    python benchmarks/bench_scdsc.py finch-all               # perf__scdsc_finch.json
+    python benchmarks/bench_scdsc.py memory                  # perf__scdsc_memory.json
+    python benchmarks/bench_scdsc.py scaling-all --epochs 2  # perf__scdsc_scaling.json
+    python benchmarks/bench_scdsc.py epoch-time --threads 2  # perf__scdsc_epoch_time.json
 
-Synthetic scenes (``deepclust.data.synthetic``) are for scaling only, never quality results.
+Synthetic scenes (``deepclust.data.synthetic``) are for cost only, never quality results. The
+quality of SCDSC and of its label-free references (``patch-kmeans``) on Salinas-A comes from
+``deepclust bench``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from results_io import append_record, command_line  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TMP = Path(os.environ.get("BENCH_TMP", "/tmp/bench_scdsc"))
@@ -43,22 +48,16 @@ def peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def emit(out: str | None, rec: dict) -> None:
-    rec = {
-        **rec,
-        "peak_rss_mb": round(peak_mb(), 1),
-        "omp_threads": os.environ.get("OMP_NUM_THREADS"),
-    }
-    line = json.dumps(rec)
-    print(line, flush=True)
-    if out:
-        Path(out).parent.mkdir(parents=True, exist_ok=True)
-        with open(out, "a") as fh:
-            fh.write(line + "\n")
+def emit(name: str, rec: dict, methods: list[str], out: str | None) -> None:
+    rec = {**rec, "peak_rss_mb": round(peak_mb(), 1)}
+    print(json.dumps(rec), flush=True)
+    append_record(name, rec, methods=methods, command=command_line(), out=out)
 
 
 def child(args: list[str]) -> None:
-    subprocess.run([sys.executable, __file__, *args], check=False, cwd=ROOT)
+    """Run a task in a fresh process; its record names this process's command."""
+    env = {**os.environ, "BENCH_COMMAND": command_line()}
+    subprocess.run([sys.executable, __file__, *args], check=False, cwd=ROOT, env=env)
 
 
 # ---------------------------------------------------------------------------------- FINCH
@@ -97,7 +96,7 @@ def task_finch(impl: str, n: int, out: str | None) -> None:
     sec = time.perf_counter() - t
     np.save(TMP / f"finch_{impl}_{n}.npy", c)
     emit(
-        out,
+        "scdsc_finch",
         {
             "task": "finch",
             "impl": impl,
@@ -107,6 +106,8 @@ def task_finch(impl: str, n: int, out: str | None) -> None:
             "input_mb": round(X.nbytes / 2**20, 1),
             "rss_before_mb": round(base, 1),
         },
+        ["finch"],
+        out,
     )
 
 
@@ -114,7 +115,7 @@ def task_finch_compare(n: int, out: str | None) -> None:
     a, b = np.load(TMP / f"finch_ours_{n}.npy"), np.load(TMP / f"finch_ref_{n}.npy")
     same = a.shape == b.shape and bool((a == b).all())
     emit(
-        out,
+        "scdsc_finch",
         {
             "task": "finch-compare",
             "n": n,
@@ -122,6 +123,8 @@ def task_finch_compare(n: int, out: str | None) -> None:
             "levels_ours": a.shape[1],
             "levels_ref": b.shape[1],
         },
+        ["finch"],
+        out,
     )
 
 
@@ -177,7 +180,7 @@ def task_epoch(n: int, epochs: int, chunk: int | None, out: str | None) -> None:
         )
         times.append(time.perf_counter() - t)
     emit(
-        out,
+        "scdsc_scaling",
         {
             "task": "epoch",
             "n": n,
@@ -186,6 +189,8 @@ def task_epoch(n: int, epochs: int, chunk: int | None, out: str | None) -> None:
             "median_epoch_seconds": round(float(np.median(times)), 2),
             "scene_shape": list(gt.shape),
         },
+        ["scdsc"],
+        out,
     )
 
 
@@ -210,7 +215,7 @@ def task_memory(out: str | None, chunk: int | None) -> None:
         device="cpu",
     ).fit(cube, mask=mask)
     emit(
-        out,
+        "scdsc_memory",
         {
             "task": "memory",
             "n": int(mask.sum()),
@@ -218,63 +223,12 @@ def task_memory(out: str | None, chunk: int | None) -> None:
             "fit_seconds": round(time.perf_counter() - t, 1),
             "diagnostics": m.diagnostics_,
         },
+        ["scdsc"],
+        out,
     )
 
 
 # ----------------------------------------------------------------------------- Salinas-A
-class _SceneReference:
-    """The cheap label-free references SCDSC must beat, on SCDSC's own inputs:
-
-    * ``kmeans-patches``: k-means (10 restarts) on the autoencoder's input, the 7x7 patches of
-      the 8 PCA bands with per-feature means removed and one global scale;
-    * ``kmeans-minimeans``: SCDSC's FINCH mini-clusters (17x17 patches -> PCA 300 -> L2, cosine
-      FINCH, level after the 2nd iteration); the mean of each mini-cluster's FINCH features,
-      weighted k-means (weight = pixels, 10 restarts) on those means, each pixel labelled as its
-      mini-cluster. (Means of the 7x7 AE-input patches, of the PCA bands or of the spectra gave
-      0.83-0.85 OA against 0.876 for these features; the strongest is the reference.)
-    * ``umap-kmeans``: the peer a user tries first, the ``umap-kmeans`` method
-      (:class:`deepclust.methods.umap_kmeans.UMAPKMeans`) on the same patches as
-      ``kmeans-patches``, with the settings of the recorded rows: umap-learn's defaults (15
-      neighbours, min_dist 0.1), 10 components, no PCA, then k-means (10 restarts), all seeded
-      with ``seed``. Needs the ``bench`` (or ``umap``) extra.
-    """
-
-    def __init__(self, method: str, k: int, seed: int, cube: np.ndarray, mask: np.ndarray):
-        from sklearn.cluster import KMeans
-
-        from deepclust.cluster.finch import minicluster_index
-        from deepclust.data.scene import ScenePatches, ScenePreprocessor, patch_pca_features
-
-        rows, cols = np.nonzero(mask)
-        pca_cube = ScenePreprocessor(8).fit(cube).transform(cube)
-        src = ScenePatches(pca_cube, rows, cols, 7)
-        mean, scale = src.feature_stats(scaling="global")
-        src.set_normalisation(mean, scale)
-        if method == "umap-kmeans":
-            from deepclust.methods.umap_kmeans import UMAPKMeans
-
-            P = src.materialize().reshape(len(src), -1).numpy()
-            m = UMAPKMeans(n_clusters=k, n_components=10, n_neighbors=15, min_dist=0.1, pca_components=None,
-                           n_init=10, random_state=seed).fit(P)
-            self.labels_, self.selection_ = m.labels_, m.selection_
-            return
-        if method == "kmeans-patches":
-            P = src.materialize().reshape(len(src), -1).numpy().astype(np.float64)
-            self.labels_ = KMeans(k, n_init=10, random_state=seed).fit(P).labels_
-            self.selection_ = "k-means, lowest inertia of 10 restarts"
-            return
-        feats = patch_pca_features(pca_cube, rows, cols, patch=17, n_components=300, seed=seed)
-        mini, _ = minicluster_index(feats, level=1)
-        l_ = int(mini.max()) + 1
-        w = np.bincount(mini, minlength=l_).astype(np.float64)
-        means = np.zeros((l_, feats.shape[1]))
-        np.add.at(means, mini, feats.astype(np.float64))
-        means /= w[:, None]
-        lab = KMeans(k, n_init=10, random_state=seed).fit(means, sample_weight=w).labels_
-        self.labels_ = lab[mini]
-        self.selection_ = f"weighted k-means on {l_} mini-cluster means, lowest inertia of 10 restarts"
-
-
 def task_epoch_time(threads: int, out: str | None) -> None:
     """Seconds per joint epoch on Salinas-A (fast preset network, full batch): two fits that
     differ only in the number of joint epochs (2 and 22), so everything else cancels; wall and
@@ -308,7 +262,7 @@ def task_epoch_time(threads: int, out: str | None) -> None:
         a @ b
         best = max(best, 2 * 2048**3 / max(time.process_time() - c, 1e-9))
     cpu_epoch = (res[22][1] - res[2][1]) / 20
-    emit(out, {
+    emit("scdsc_epoch_time", {
         "task": "epoch-time",
         "threads": threads,
         "wall_per_epoch": round((res[22][0] - res[2][0]) / 20, 3),
@@ -317,8 +271,7 @@ def task_epoch_time(threads: int, out: str | None) -> None:
         "gemm_gflop_per_cpu_second": round(best / 1e9, 1),
         "floor_wall_per_epoch_at_gemm_peak": round(flop / (threads * best), 3),
         "share_of_gemm_peak": round(flop / best / cpu_epoch, 3),
-        "load_average": os.getloadavg()[0],
-    })
+    }, ["scdsc"], out)
 
 
 def load_salinas_a():
@@ -334,106 +287,17 @@ def load_salinas_a():
     return cube, gt
 
 
-def task_salinas(method: str, seed: int, out: str | None) -> None:
-    from deepclust.metrics import evaluate
-    from deepclust.presets import get_preset
-
-    cube, gt = load_salinas_a()
-    mask = gt > 0
-    y = gt[mask]
-    K = len(np.unique(y))
-    t = time.perf_counter()
-    extra = {}
-    if method.startswith("scdsc"):
-        from deepclust.methods.scdsc import SCDSC
-
-        # e.g. "scdsc:reseed=False" (one switch off), or several: "scdsc:epochs=300;stop_tol=0.001"
-        base, _, switches = method.partition(":")
-        flags = {
-            "scdsc-baseline": (False, False),
-            "scdsc-L": (True, False),
-            "scdsc-MC": (False, True),
-            "scdsc": (True, True),
-            "scdsc-paper": (True, True),
-        }[base]
-        kw = get_preset("scdsc", "salinas-a", "paper" if base == "scdsc-paper" else "fast")
-        for switch in filter(None, switches.split(";")):
-            key, val = switch.split("=")
-            kw[key] = json.loads(val.replace("True", "true").replace("False", "false").replace("None", "null")
-                                 .replace("'", '"'))
-        m = SCDSC(
-            n_clusters=K, local=flags[0], nonlocal_=flags[1], random_state=seed, device="cpu", **kw
-        ).fit(cube, mask=mask)
-        ev_last = evaluate(y, m.labels_last_)
-        extra = {
-            "selection": m.selection_,
-            "last_epoch_oa": ev_last["oa"],
-            "last_epoch_nmi": ev_last["nmi"],
-            "diagnostics": m.diagnostics_,
-        }
-    elif method in ("kmeans-patches", "kmeans-minimeans", "umap-kmeans"):
-        m = _SceneReference(method, K, seed, cube, mask)
-    else:
-        X = cube[mask]  # (N, B) spectra, row-major
-        if method == "kmeans":
-            from deepclust.methods.kmeans import KMeans
-
-            m = KMeans(n_clusters=K, n_init=10, random_state=seed).fit(X)
-        elif method == "finch":
-            from deepclust.cluster.finch import FINCH
-
-            m = FINCH(n_clusters=K, metric="cosine", random_state=seed).fit(X)
-        elif method == "edesc":
-            from deepclust.methods.edesc import EDESC
-
-            Xs = (X - X.mean(0)) / X.std(0)  # band standardisation (label-free)
-            m = EDESC(
-                n_clusters=K,
-                random_state=seed,
-                device="cpu",
-                **get_preset("edesc", "salinas-a", "fast"),
-            ).fit(Xs)
-        else:
-            raise SystemExit(f"unknown method {method}")
-        extra = {"selection": getattr(m, "selection_", "")}
-    sec = time.perf_counter() - t
-    ev = evaluate(y, m.labels_)
-    emit(
-        out,
-        {
-            "task": "salinas-a",
-            "method": method,
-            "seed": seed,
-            "fit_seconds": round(sec, 1),
-            "oa": ev["oa"],
-            "nmi": ev["nmi"],
-            "kappa": ev["kappa"],
-            "ari": ev["ari"],
-            "per_class": ev.get("per_class"),
-            "cluster_sizes": np.bincount(np.asarray(m.labels_), minlength=K).tolist(),
-            "cpu_seconds": round(time.process_time(), 1),
-            **extra,
-        },
-    )
-
-
 def main() -> None:
-    p = argparse.ArgumentParser()
-    p.add_argument("task")
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                epilog="finch, finch-compare and epoch are the single measurements the *-all tasks run")
+    p.add_argument("task", choices=["finch-all", "memory", "scaling-all", "epoch-time", "finch", "finch-compare",
+                                    "epoch"])
     p.add_argument("--n", type=int, default=10_000)
-    p.add_argument("--impl", default="ours")
-    p.add_argument("--method", default="scdsc")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4])
-    p.add_argument(
-        "--methods",
-        nargs="*",
-        default=["kmeans", "finch", "edesc", "scdsc-baseline", "scdsc-L", "scdsc-MC", "scdsc"],
-    )
+    p.add_argument("--impl", default="ours", choices=["ours", "ref"])
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--chunk", type=int, default=8192)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--out", default=None)
+    p.add_argument("--out", default=None, help="results file (default benchmarks/results/perf__<name>.json)")
     a = p.parse_args()
     o = ["--out", a.out] if a.out else []
     if a.task == "finch":
@@ -455,21 +319,6 @@ def main() -> None:
         task_memory(a.out, a.chunk if a.chunk > 0 else None)
     elif a.task == "epoch-time":
         task_epoch_time(a.threads, a.out)
-    elif a.task == "salinas":
-        task_salinas(a.method, a.seed, a.out)
-    elif a.task == "salinas-all":
-        done = set()
-        if a.out and Path(a.out).exists():  # resume: skip (method, seed) pairs already measured
-            for line in Path(a.out).read_text().splitlines():
-                r = json.loads(line)
-                if r.get("task") == "salinas-a":
-                    done.add((r["method"], r["seed"]))
-        for seed in a.seeds:
-            for method in a.methods:
-                if (method, seed) not in done:
-                    child(["salinas", "--method", method, "--seed", str(seed), *o])
-    else:
-        raise SystemExit(f"unknown task {a.task}")
 
 
 if __name__ == "__main__":

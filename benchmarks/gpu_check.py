@@ -4,11 +4,13 @@ autocast) and, with ``--paper``, a paper preset end to end with its quality.
 
 Prints one line per check (``PASS``, ``FAIL`` or ``SKIP`` with the reason), then the throughput
 table and a last line ``N passed, N failed, N skipped``; exits with status 1 when a check failed.
-``--json PATH`` also writes every result (checks, throughput, paper run, machine) as JSON.
+``--json PATH`` also writes every result (checks, throughput, paper run, machine) as JSON;
+``--record`` appends the same as one record to ``benchmarks/results/perf__gpu_check.json``
+(``--record PATH``: to PATH) through ``benchmarks/results_io.py``.
 
 Here, on the CPU (about a minute; every device check is then trivially true)::
 
-    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/gpu_check.py --device cpu
+    PYTHONPATH=. OMP_NUM_THREADS=1 python benchmarks/gpu_check.py --device cpu --record
 
 On a borrowed GPU machine that has Python with a CUDA torch, numpy, scipy, scikit-learn, h5py,
 matplotlib, tqdm and pillow but no network (``../shared`` does not travel; the working tree and
@@ -31,7 +33,7 @@ what is carried may hold 64 MiB):
            --target /tmp/site .whl/*.whl || exit
        export PYTHONPATH=.:/tmp/site DEEPCLUST_DATA=.gpu_data PYTHONUNBUFFERED=1
        python3 benchmarks/gpu_check.py --device cuda --paper idec-mnist --max-seconds 450 \\
-           --json $OUT/gpu_check.json 2>&1 | tee $OUT/gpu_check.log
+           --json $OUT/gpu_check.json --record $OUT/perf__gpu_check.json 2>&1 | tee $OUT/gpu_check.log
 
    The checks come first (about a minute), then the IDEC paper preset (skipped, with the reason,
    when less than ``PAPER_SECONDS`` are left), then the throughput rows while the budget lasts;
@@ -608,6 +610,8 @@ def main(argv=None) -> int:
     ap.add_argument("--paper-precision", default="fp32", choices=("fp32", "bf16"),
                     help="precision of the --paper run (default fp32, the paper's)")
     ap.add_argument("--json", default=None, help="write every result to this JSON file")
+    ap.add_argument("--record", nargs="?", const="", default=None, metavar="PATH",
+                    help="append the run as one record to benchmarks/results/perf__gpu_check.json (or PATH)")
     ap.add_argument("--max-seconds", type=float, default=450,
                     help="time budget: later throughput rows and the paper run are skipped (with a reason) "
                          "when it would be exceeded (default 450)")
@@ -661,12 +665,19 @@ def main(argv=None) -> int:
     summary = (f"{report.count('PASS')} passed, {report.count('FAIL')} failed, {report.count('SKIP')} skipped "
                f"({total:.0f} s)")
     print(summary, flush=True)
+    result = {"checks": report.rows, "throughput": rows, "throughput_table": table, "paper": paper,
+              "summary": summary, "seconds": round(total, 1)}
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(
-            {"machine": machine, "argv": sys.argv, "checks": report.rows, "throughput": rows,
-             "throughput_table": table, "paper": paper, "summary": summary, "seconds": round(total, 1)},
+            {"machine": machine, "argv": sys.argv, **result},
             indent=1, default=lambda o: None if isinstance(o, float) and not math.isfinite(o) else str(o)))
+    if args.record is not None:
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        from results_io import append_record, command_line
+
+        append_record("gpu_check", {"environment": machine, **result}, methods=methods, command=command_line(),
+                      out=args.record or None)
     return 1 if report.count("FAIL") else 0
 
 
