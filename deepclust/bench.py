@@ -63,8 +63,16 @@ def run_bench(*, methods: list[str], datasets: list[str], seeds: list[int], pres
             from deepclust.data import load_dataset
 
             load_dataset(d)  # raises the catalog's error with close matches
+    from deepclust.fingerprint import fingerprint
+
     out = Path(out)
     results_dir = out / "results"
+    prints = {}
+    for m in methods:  # the code's behaviour now, stored with its results (deepclust.fingerprint)
+        try:
+            prints[m] = fingerprint(m)
+        except ImportError as exc:  # an optional dependency missing: the runs will say so
+            prints[m] = f"unavailable: {exc}"
     results_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for dataset in datasets:
@@ -72,10 +80,12 @@ def run_bench(*, methods: list[str], datasets: list[str], seeds: list[int], pres
         for method in methods:
             path = results_dir / _results_name(method, dataset, preset, tag)
             runs, failures = [], []
+            meta = {"fingerprint": prints[method],
+                    "command": _command(method, dataset, seeds, preset, tag, overrides or [])}
             if not present:
                 print(f"[bench] {method} on {dataset}: data not present, skipped", flush=True)
                 payload = {"method": method, "dataset": dataset, "preset": preset, "tag": tag,
-                           "status": "data not present", "runs": []}
+                           "status": "data not present", "runs": [], **meta}
             else:
                 for seed in seeds:
                     keep_dir = None if keep is None else keep / path.stem / f"seed{seed}"
@@ -88,9 +98,9 @@ def run_bench(*, methods: list[str], datasets: list[str], seeds: list[int], pres
                         failures.append({"seed": seed, "error": err})
                         print(f"[bench] {method} {dataset} seed {seed}: FAILED: {err}", flush=True)
                     # written after every seed, so an interrupted grid keeps the seeds it finished
-                    path.write_text(json.dumps(_payload(method, dataset, preset, tag, overrides, runs, failures),
-                                               indent=2))
-                payload = _payload(method, dataset, preset, tag, overrides, runs, failures)
+                    path.write_text(json.dumps(_payload(method, dataset, preset, tag, overrides, runs, failures,
+                                                        meta), indent=2))
+                payload = _payload(method, dataset, preset, tag, overrides, runs, failures, meta)
             path.write_text(json.dumps(payload, indent=2))
             written.append(path)
     table = render_results(out)
@@ -98,9 +108,21 @@ def run_bench(*, methods: list[str], datasets: list[str], seeds: list[int], pres
     return written
 
 
-def _payload(method, dataset, preset, tag, overrides, runs, failures) -> dict:
+def _command(method, dataset, seeds, preset, tag, overrides) -> str:
+    """The command that reproduces a results file (run from the checkout)."""
+    cmd = f"deepclust bench --methods {method} --datasets {dataset} --seeds {','.join(map(str, seeds))}"
+    if preset != "fast":
+        cmd += f" --preset {preset}"
+    if tag:
+        cmd += f" --tag {tag}"
+    if overrides:
+        cmd += " --set " + " ".join(f"'{o}'" if any(c in o for c in " \"'()[]") else o for o in overrides)
+    return cmd + " --out benchmarks"
+
+
+def _payload(method, dataset, preset, tag, overrides, runs, failures, meta) -> dict:
     return {"method": method, "dataset": dataset, "preset": preset, "tag": tag,
-            "overrides": overrides or [], "status": "ok" if runs else "failed",
+            "overrides": overrides or [], "status": "ok" if runs else "failed", **meta,
             "runs": runs, "failures": failures,
             "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
             "date": time.strftime("%Y-%m-%d")}
@@ -139,57 +161,61 @@ def _fmt(values: list[float]) -> str:
 def render_results(bench_dir: Path = Path("benchmarks")) -> Path:
     """Regenerate the generated part of ``bench_dir/RESULTS.md`` from ``bench_dir/results``."""
     results_dir = bench_dir / "results"
-    files = sorted(results_dir.glob("*.json")) if results_dir.exists() else []
+    files = sorted(f for f in results_dir.glob("*.json") if not f.name.startswith("perf__")) \
+        if results_dir.exists() else []  # perf__*.json: the performance scripts' records (benchmarks/README.md)
     by_dataset: dict[str, list[dict]] = {}
     for f in files:
         payload = json.loads(f.read_text())
         by_dataset.setdefault(payload["dataset"], []).append(payload)
-    lines = [BEGIN, "", "Mean ± std over seeds (population std), measured here with `deepclust bench`;",
-             "ACC/NMI/ARI in [0, 1]; NMI with arithmetic normalisation (`nmi_max` in the JSON files);",
-             "fit time (wall seconds; in brackets the CPU seconds of all threads, where recorded)",
-             "and peak RSS of the whole run process. Paper numbers are quoted from the",
-             "source given and were obtained with the paper's own settings (usually GPU, paper",
-             "preset), not ours. ¹ the method's extra `kmeans` label set: k-means on the learned",
-             "features (RECAL, after training) or the k-means initialisation on the pretrained",
-             "autoencoder's features (DEC/IDEC, before the clustering stage). ² PICI/CC: k-means",
-             "on the instance head's features. ³ PICI's `no_cli_branch`: the boosting stage run with",
-             "L_PICD only from the same trained trunk (Table 6's \"without CLI\" row).", ""]
+    lines = [BEGIN, "", "Mean ± std over seeds (population std), from `benchmarks/results/*.json`, each row",
+             "reproduced by its command. ACC (= OA on scenes, Hungarian-matched), NMI (arithmetic),",
+             "ARI, Cohen's kappa on scenes; *min* = the smallest cluster over the seeds (0: a cluster",
+             "emptied); fit time in wall seconds (CPU seconds of all threads in brackets); peak RSS",
+             "of the run. Paper numbers are quoted with their source and were obtained with the",
+             "paper's settings (usually a GPU), not ours. Label sets under a row: ¹ `kmeans`, k-means",
+             "on the learned features (RECAL) or the k-means start on the pretrained features",
+             "(DEC/IDEC); ² k-means on the instance head's features (PICI/CC); ³ PICI without CLI.", ""]
     for dataset in sorted(by_dataset):
-        lines += [f"### {dataset}", "",
-                  "| method | preset | seeds | ACC | NMI | ARI | fit s (CPU s) | peak MB | paper (ACC / NMI / ARI) |",
-                  "|---|---|---|---|---|---|---|---|---|"]
-        for p in sorted(by_dataset[dataset], key=lambda p: (p["method"], p.get("tag") or "")):
-            name = p["method"] + (f" [{p['tag']}]" if p.get("tag") else "")
+        scene = any("kappa" in r for p in by_dataset[dataset] for r in p["runs"])
+        head = ["method", "seeds", "OA" if scene else "ACC", "NMI", "ARI"] + (["κ"] if scene else [])
+        head += ["min", "fit s (CPU s)", "peak MB", "paper (ACC / NMI / ARI)", "command"]
+        lines += [f"### {dataset}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        metrics = METRICS + (("kappa",) if scene else ())
+        for p in sorted(by_dataset[dataset], key=lambda p: (p["method"], p["preset"], p.get("tag") or "")):
+            name = p["method"] + ("" if p["preset"] == "fast" else f" ({p['preset']})")
+            name += f" [{p['tag']}]" if p.get("tag") else ""
             paper = PAPER_NUMBERS.get((p["method"], dataset, p.get("tag")))
             paper_txt = "–"
             if paper:
                 vals = " / ".join("–" if paper.get(m) is None else f"{paper[m]:.3f}" for m in METRICS)
                 paper_txt = f"{vals} ({paper['source']})"
+            cmd = f"`{p['command']}`" if p.get("command") else ""
             if p["status"] == "data not present":
-                lines.append(f"| {name} | {p['preset']} | – | data not present | | | | | {paper_txt} |")
+                lines.append(f"| {name} | – | data not present |" + " |" * (len(head) - 5) + f" {paper_txt} | {cmd} |")
                 continue
             runs = p["runs"]
             seeds = ",".join(str(r["seed"]) for r in runs) or "–"
             if p.get("failures"):
                 seeds += f" ({len(p['failures'])} failed)"
-            cols = [_fmt([r[m] for r in runs if m in r]) for m in METRICS]
+            cols = [_fmt([r[m] for r in runs if m in r]) for m in metrics]
+            smallest = [min(r["sizes"]["cluster_sizes"]) for r in runs if r.get("sizes", {}).get("cluster_sizes")]
+            low = f"{min(smallest)}" if smallest and len(smallest) == len(runs) else "–"
             fit = f"{np.mean([r['fit_seconds'] for r in runs]):.1f}" if runs else "–"
             cpu = [r["fit_cpu_seconds"] for r in runs if "fit_cpu_seconds" in r]
             if runs and len(cpu) == len(runs):  # wall (CPU) seconds; older records have no CPU time
                 fit += f" ({np.mean(cpu):.0f})"
             mem = f"{max((r['peak_rss_mb'] for r in runs), default=float('nan')):.0f}" if runs else "–"
-            lines.append(f"| {name} | {p['preset']} | {seeds} | {' | '.join(cols)} | {fit} | {mem} | {paper_txt} |")
+            lines.append(f"| {name} | {seeds} | {' | '.join(cols)} | {low} | {fit} | {mem} | {paper_txt} | {cmd} |")
             for alt, alt_name in ALTERNATES.items():
                 alts = [r[alt] for r in runs if isinstance(r.get(alt), dict)]
                 if alts:
-                    acols = [_fmt([a[m] for a in alts]) for m in METRICS]
+                    acols = [_fmt([a[m] for a in alts]) for m in METRICS] + ([""] if scene else [])
                     apaper = PAPER_NUMBERS.get((p["method"] + "+" + alt, dataset, p.get("tag")))
                     atxt = "–"
                     if apaper:
                         atxt = " / ".join("–" if apaper.get(m) is None else f"{apaper[m]:.3f}" for m in METRICS)
                         atxt += f" ({apaper['source']})"
-                    lines.append(f"| {name} {alt_name} | {p['preset']} | {seeds} | "
-                                 f"{' | '.join(acols)} | | | {atxt} |")
+                    lines.append(f"| {name} {alt_name} | {seeds} | {' | '.join(acols)} | | | | {atxt} | |")
         lines.append("")
     lines.append(END)
     generated = "\n".join(lines)

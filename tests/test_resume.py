@@ -152,8 +152,9 @@ def test_crash_after_a_checkpoint_and_resume_equals_uninterrupted(method, tmp_pa
 
 def test_cli_checkpoint_dir_and_resume(tmp_path, capsys, monkeypatch, one_thread):
     from deepclust.cli import main
+    from deepclust.fingerprint import _blobs
 
-    X, y = _tiny["_blobs"]()
+    X, y = _blobs()
     np.save(tmp_path / "x.npy", X)
     np.save(tmp_path / "y.npy", y)
     base = ["run", "dec", "--data", str(tmp_path / "x.npy"), "--gt", str(tmp_path / "y.npy"), "--no-pictures",

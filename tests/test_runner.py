@@ -43,14 +43,15 @@ def test_render_results_keeps_notes(tmp_path):
              "peak_rss_mb": 100.0} for s in (0, 1)]
     (tmp_path / "results" / "kmeans__usps__fast.json").write_text(json.dumps(
         {"method": "kmeans", "dataset": "usps", "preset": "fast", "tag": None, "status": "ok",
-         "runs": runs, "failures": []}))
+         "runs": runs, "failures": [], "command": "deepclust bench --methods kmeans --datasets usps"}))
     (tmp_path / "results" / "scdsc__paviau__fast.json").write_text(json.dumps(
         {"method": "scdsc", "dataset": "paviau", "preset": "fast", "tag": None,
          "status": "data not present", "runs": []}))
     (tmp_path / "RESULTS.md").write_text("# Results\n\nhand notes\n")
     text = render_results(tmp_path).read_text()
     assert "hand notes" in text
-    assert "| kmeans | fast | 0,1 | 0.550 ± 0.050 | 0.400 ± 0.000" in text
+    assert "| kmeans | 0,1 | 0.550 ± 0.050 | 0.400 ± 0.000" in text
+    assert "`deepclust bench --methods kmeans --datasets usps`" in text  # each row with its command
     assert "0.668 / 0.627" in text  # the TDEC paper's k-means number on USPS
     assert "data not present" in text
     text2 = render_results(tmp_path).read_text()

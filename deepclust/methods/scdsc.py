@@ -11,6 +11,7 @@ Li, Nadisic, Huang, Deligiannis, Pizurica (paper ``000_2a1b3e70c0180514``). Equa
 * eqs. 11-12 local KL ``L_L``        -> :func:`deepclust.losses.spatial.spatial_kl`
 * eq. 13 reconstruction ``L_R``, eq. 17 total loss -> ``step`` in :func:`_train_scdsc`
 * Algorithm 1 (FINCH, pretrain, k-means + SVD, joint training) -> :meth:`SCDSC._fit`
+  (``init="umap"``: the start from UMAP + k-means on the codes, :mod:`deepclust.methods.scdsc_init`)
 
 The label-free rules added to the paper (each a switch, see docs/methods/scdsc.md) live with the
 model they guard: :mod:`deepclust.cluster.kmeans` (degenerate restarts, repair),
@@ -25,14 +26,10 @@ Choices where the paper is silent or ambiguous (each is marked in the code):
 * ``nonlocal_=False`` (Baseline and L rows of Table 5) uses EDESC's pixel-level
   ``KL(P || S)`` in place of the mini-cluster KL: the baseline is the basis model of [18], which
   is exactly the mini-cluster loss with every pixel its own mini-cluster.
-* The reported epoch: the one with the largest share of pixels whose max ``s`` exceeds 0.9
-  (label-free, the authors' rule); the first such epoch wins ties. When no epoch has a single
-  pixel above 0.9 the rule cannot rank epochs and the last epoch is reported (said in
-  ``selection_``). ``selection="last"`` reports the last epoch; both label sets are kept.
-* ``chunk_size``: the paper trains full-batch. With ``chunk_size`` set, the same full-batch
-  gradient is accumulated over chunks (two passes: a no-grad pass gives ``S`` for the
-  scene-wide targets, then each chunk back-propagates its share), so memory is bounded; the only
-  difference is that BatchNorm sees per-chunk statistics.
+* The reported epoch: the largest share of pixels with max ``s`` > 0.9 (the authors' rule; the
+  first wins ties; the last epoch when no pixel is that confident, said in ``selection_``).
+* ``chunk_size``: the full-batch gradient accumulated over chunks (bounded memory; BatchNorm
+  then sees per-chunk statistics; docs/methods/scdsc.md). ``None`` is the paper's full batch.
 """
 
 from __future__ import annotations
@@ -54,6 +51,7 @@ from deepclust.data.scene import ScenePatches, ScenePreprocessor, patch_pca_feat
 from deepclust.losses.dec import kl_divergence, target_distribution
 from deepclust.losses.minicluster import minicluster_kl
 from deepclust.losses.spatial import check_window, spatial_kl
+from deepclust.methods.scdsc_init import umap_partition
 from deepclust.nn import seeded_init
 from deepclust.nn.conv_ae import ConvPatchAutoencoder
 from deepclust.nn.pretrain import pretrain_autoencoder
@@ -65,6 +63,7 @@ from deepclust.nn.subspace import (
     project_unit_columns,
     recalibrate_batchnorm,
 )
+from deepclust.restarts import fit_with_restarts
 from deepclust.stopping import confident_share, partition_settled, push_partition, select_epoch
 from deepclust.training import History, average_buffers, fit_loop, pack_state, unpack_state
 
@@ -229,15 +228,11 @@ class SCDSC(DeepClusterer):
     Parameters
     ----------
     n_clusters : int
-    local : bool, default True
-        Use the local (spatial smoothing) loss, eqs. 11-12.
-    nonlocal_ : bool, default True
-        Use the mini-cluster loss, eqs. 7-9; False uses EDESC's pixel-level KL (Baseline).
+    local, nonlocal_ : bool, default True
+        Use the local loss (eqs. 11-12) / the mini-cluster loss (eqs. 7-9; False: EDESC's KL).
     beta, beta1, beta2 : float
         Weights of eq. 17 (basis terms 1e-3; ``L_NL`` 3; ``L_L`` dataset-dependent).
-    window : int, default 7
-        Side of the smoothing window (odd).
-    lr, epochs : joint training (Adam, full batch).
+    window : side of the smoothing window (odd, 7). lr, epochs : joint training (Adam, full batch).
     pretrain_epochs, pretrain_lr, pretrain_batch_size : autoencoder pretraining (MSE, Adam).
     n_components, patch, channels : PCA components, patch side, conv channels of the AE.
     finch_patch, finch_pca, finch_level : mini-cluster features and FINCH level (1 = after the
@@ -245,7 +240,7 @@ class SCDSC(DeepClusterer):
     n_subspace_dims, eta : basis vectors per subspace (5) and the affinity constant (5).
     kmeans_n_init, kmeans_backend : restarts (30) and backend {"sklearn", "faiss"} of the k-means.
     threshold, selection : the label-free epoch rule: confidence level (0.9), {"confident", "last"}.
-    patch_scaling, pretrain_tol, pretrain_patience, basis_norm, init, init_repair, reseed,
+    patch_scaling, pretrain_tol, pretrain_patience, basis_norm, init, init_repair, reseed, restarts,
     min_cluster_share, warmup_epochs, local_ramp_epochs, stop_tol, stop_patience : the label-free
         rules added to the paper (docs/methods/scdsc.md); the ``paper`` preset switches them off.
     checkpoint_path, resume : checkpoint file written after every epoch (None: none); continue an
@@ -296,36 +291,19 @@ class SCDSC(DeepClusterer):
         finch_patch: int = 17, finch_pca: int = 300, finch_level: int = 1, finch_backend: str = "torch",
         finch_exact: bool = False, ann_threshold: int = ANN_THRESHOLD, finch_pca_sample: int | None = 200_000,
         # the initial partition and bases
-        init: Literal["kmeans", "minicluster"] = "kmeans", kmeans_n_init: int = 30, kmeans_backend: str = "sklearn",
+        init: Literal["kmeans", "minicluster", "umap"] = "kmeans", kmeans_n_init: int = 30,
+        kmeans_backend: str = "sklearn",
         kmeans_sample: int | None = 100_000, init_repair: bool = True,
         # the rules that keep every cluster alive
         basis_norm: Literal["project", "penalty"] = "project", reseed: bool = True,
         min_cluster_share: float | None = 0.1, warmup_epochs: int = 0, local_ramp_epochs: int = 0,
-        stop_tol: float | None = None, stop_patience: int = 10,
+        stop_tol: float | None = None, stop_patience: int = 10, restarts: int = 0,
         # prediction and the run
         predict_chunk: int = 65536, checkpoint_path: str | None = None, resume: bool = False,
         random_state: int | None = None, device: str = "auto", precision: str = "fp32", verbose: bool = False,
     ):
-        self.n_clusters = n_clusters
-        self.local, self.nonlocal_, self.beta, self.beta1, self.beta2 = local, nonlocal_, beta, beta1, beta2
-        self.window, self.n_subspace_dims, self.eta = window, n_subspace_dims, eta
-        self.lr, self.epochs, self.chunk_size, self.threshold = lr, epochs, chunk_size, threshold
-        self.selection = selection
-        self.n_components, self.patch, self.channels = n_components, patch, channels
-        self.patch_scaling, self.pretrain_epochs, self.pretrain_lr = patch_scaling, pretrain_epochs, pretrain_lr
-        self.pretrain_batch_size, self.pretrain_tol = pretrain_batch_size, pretrain_tol
-        self.pretrain_patience = pretrain_patience
-        self.finch_patch, self.finch_pca, self.finch_level = finch_patch, finch_pca, finch_level
-        self.finch_backend, self.finch_exact, self.ann_threshold = finch_backend, finch_exact, ann_threshold
-        self.finch_pca_sample = finch_pca_sample
-        self.init, self.kmeans_n_init, self.kmeans_backend = init, kmeans_n_init, kmeans_backend
-        self.kmeans_sample, self.init_repair = kmeans_sample, init_repair
-        self.basis_norm, self.reseed, self.min_cluster_share = basis_norm, reseed, min_cluster_share
-        self.warmup_epochs, self.local_ramp_epochs = warmup_epochs, local_ramp_epochs
-        self.stop_tol, self.stop_patience = stop_tol, stop_patience
-        self.predict_chunk, self.checkpoint_path, self.resume = predict_chunk, checkpoint_path, resume
-        self.random_state, self.device, self.verbose = random_state, device, verbose
-        self.precision = precision
+        # every argument is stored under its own name (scikit-learn's get_params contract)
+        vars(self).update({name: value for name, value in locals().items() if name != "self"})
 
     # -- validation ------------------------------------------------------------------------
     def fit(self, X, y=None, mask=None):
@@ -338,9 +316,11 @@ class SCDSC(DeepClusterer):
             check_window(int(self.window), cube.shape[:2])
             mask = m
         for name, allowed in (("selection", ("confident", "last")), ("patch_scaling", ("global", "feature")),
-                              ("basis_norm", ("project", "penalty")), ("init", ("kmeans", "minicluster"))):
+                              ("basis_norm", ("project", "penalty")), ("init", ("kmeans", "minicluster", "umap"))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")
+        if int(self.restarts) < 0:
+            raise ValueError(f"restarts must be a number of extra fits >= 0, got {self.restarts}")
         if self.min_cluster_share is not None and not 0 <= float(self.min_cluster_share) < 1:
             raise ValueError(f"min_cluster_share must be in [0, 1) or None, got {self.min_cluster_share}")
         if self.pretrain_tol is not None and float(self.pretrain_tol) < 0:
@@ -352,6 +332,21 @@ class SCDSC(DeepClusterer):
 
     # -- training --------------------------------------------------------------------------
     def _fit(self, X: np.ndarray, mask: np.ndarray | None = None) -> None:
+        """Algorithm 1, restarted from a fresh seed (``restarts`` times at most) while a fit had to
+        re-seed a dying cluster or reported an epoch with a cluster under the minimum size: it
+        collapsed part of the scene (label-free). The first clean attempt is kept, else the one
+        with the fewest such events, then the largest confident share (:mod:`deepclust.restarts`)."""
+        def score() -> tuple:
+            d = self.diagnostics_
+            return len(d["reseeds"]) + (not d["selected_epoch_all_clusters_kept"]), -d["confident_share_selected"]
+
+        tried = fit_with_restarts(self, lambda ckpt: self._fit_once(X, mask, ckpt), score,
+                                  restarts=int(self.restarts), checkpoint_path=self.checkpoint_path,
+                                  resume=bool(self.resume))
+        if self.restarts:
+            self.diagnostics_ = {**self.diagnostics_, "attempts": tried}
+
+    def _fit_once(self, X: np.ndarray, mask: np.ndarray | None, checkpoint_path: str | None) -> None:
         H, W, _ = X.shape
         mask = check_mask(mask, (H, W))
         k, d = int(self.n_clusters), int(self.n_subspace_dims)
@@ -397,7 +392,7 @@ class SCDSC(DeepClusterer):
         net = BasisClusteringNet(ae, n_clusters=k, d=d, eta=float(self.eta)).to(dev)
         history = History()
         run = dict(generator=self._torch_gen, history=history, verbose=self.verbose, rng=self._rng,
-                   checkpoint_path=self.checkpoint_path, resume=bool(self.resume))
+                   checkpoint_path=checkpoint_path, resume=bool(self.resume))
         diag["pretrain_epochs_run"] = pretrain_autoencoder(
             ae=ae, X=Xt, epochs=int(self.pretrain_epochs), batch_size=int(self.pretrain_batch_size),
             lr=float(self.pretrain_lr), device=dev, plateau_tol=self.pretrain_tol,
@@ -408,10 +403,14 @@ class SCDSC(DeepClusterer):
         # mini-clusters' mean codes), repaired if degenerate, then the bases by SVD
         t0 = time.perf_counter()
         min_size = min_cluster_size(n, k, self.min_cluster_share)
+        given = None
+        if self.init == "umap":  # UMAP + k-means on the codes (a deviation: module scdsc_init)
+            given, info = umap_partition(ae, source, Xt, k, sample=self.kmeans_sample, seed=self.seed_, device=dev)
+            diag.update(info)
         init_labels, D0, info = initial_bases(
-            ae, source, Xt, k, d, init=self.init, mini=mini, sample=self.kmeans_sample,
-            n_init=int(self.kmeans_n_init), seed=self.seed_, backend=self.kmeans_backend, min_size=min_size,
-            repair=bool(self.init_repair), rng=self._rng, device=dev)
+            ae, source, Xt, k, d, init="given" if given is not None else self.init, mini=mini,
+            sample=self.kmeans_sample, n_init=int(self.kmeans_n_init), seed=self.seed_, backend=self.kmeans_backend,
+            min_size=min_size, repair=bool(self.init_repair), rng=self._rng, device=dev, labels=given)
         with torch.no_grad():
             net.D.copy_(torch.from_numpy(D0))
         diag.update(info)
@@ -460,7 +459,7 @@ class SCDSC(DeepClusterer):
                 + (f" among epochs with every cluster >= {min_size} pixels" if min_size else "")
                 + f" (label-free, the authors' rule{kept}); last-epoch labels in extra_labels_['last_epoch']"
             )
-        self.extra_labels_ = {"last_epoch": self.labels_last_, "kmeans_init": init_labels}
+        self.extra_labels_ = {"last_epoch": self.labels_last_, "initial": init_labels}
         self.model_, self.mask_, self.cube_shape_, self._cube = net, mask, X.shape, X
         self.diagnostics_ = {
             **diag, **{k_: round(v, 4) for k_, v in timings.items()},
@@ -495,8 +494,5 @@ class SCDSC(DeepClusterer):
 
     def predict_scene(self, X=None) -> np.ndarray:
         """The full (H, W) cluster map of ``X`` (default: the fitted cube), every pixel labelled."""
-        from sklearn.utils.validation import check_is_fitted
-
-        check_is_fitted(self, "labels_")
-        cube = self._cube if X is None else X
-        return self.predict(cube).reshape(cube.shape[:2])
+        cube = getattr(self, "_cube", None) if X is None else X  # predict raises NotFittedError first
+        return self.predict(cube).reshape(np.shape(cube)[:2])

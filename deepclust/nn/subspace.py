@@ -287,7 +287,7 @@ def recalibrate_batchnorm(net: torch.nn.Module, X, *, chunk: int, device) -> Non
 def initial_bases(
     ae: nn.Module, source: ScenePatches, X, k: int, d: int, *, init: str, mini: np.ndarray | None,
     sample: int | None, n_init: int, seed: int, backend: str, min_size: int, repair: bool,
-    rng: np.random.Generator, device,
+    rng: np.random.Generator, device, labels: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """The initial partition (N,) and bases (latent, k*d) of the basis model from the pretrained
     encoder ``ae`` (SCDSC Algorithm 1: k-means on the codes, then each cluster's SVD basis).
@@ -295,9 +295,11 @@ def initial_bases(
     ``init="kmeans"``: k-means on the codes of all ``X`` rows, or, above ``sample`` rows, on a
     seeded sample of codes (:func:`sampled_init`, never the (N, latent) code matrix).
     ``init="minicluster"``: weighted k-means on the mean codes of the mini-clusters ``mini``
-    (:func:`minicluster_init`). With ``repair``, restarts leaving a cluster under ``min_size`` rows
-    are rejected and a degenerate partition is repaired (:mod:`deepclust.cluster.kmeans`; the
-    repair needs all codes, so it is skipped above ``sample``). ``source`` yields the rows of ``X``
+    (:func:`minicluster_init`). ``init="given"``: the partition ``labels`` computed by the caller
+    (SCDSC's UMAP start, :func:`deepclust.methods.scdsc_init.umap_partition`). With ``repair``,
+    restarts leaving a cluster under ``min_size`` rows are rejected and a degenerate partition is
+    repaired (:mod:`deepclust.cluster.kmeans`; the repair needs all codes, so it is skipped above
+    ``sample``). ``source`` yields the rows of ``X``
     in batches; ``X`` is the same data (or ``source`` itself). Returns the labels, the bases and
     what the rules did (for ``diagnostics_``).
     """
@@ -305,11 +307,15 @@ def initial_bases(
     info: dict = {}
     exact = sample is None or n <= int(sample)
     guard = min_size if repair else 0
-    if init == "minicluster":
-        out = minicluster_init(ae, source, mini, k, n_init=n_init, seed=seed, backend=backend, device=device,
-                               min_size=guard)
-        labels = np.asarray(ddp.broadcast_array(out[0]), dtype=np.int64)  # rank 0's partition
-        info.update(out[2])
+    if init in ("minicluster", "given"):
+        if init == "minicluster":
+            out = minicluster_init(ae, source, mini, k, n_init=n_init, seed=seed, backend=backend, device=device,
+                                   min_size=guard)
+            labels = out[0]
+            info.update(out[2])
+        elif labels is None or len(labels) != n:
+            raise ValueError(f"init='given' needs labels for all {n} rows")
+        labels = np.asarray(ddp.broadcast_array(labels), dtype=np.int64)  # rank 0's partition
         z = encode_all(ae, X, batch_size=8192, device=device) if exact else None
         if repair and min_size > 0 and z is not None:
             labels, info["init_repairs"] = repair_partition(z, labels, k, min_size=min_size, seed=seed)

@@ -149,3 +149,69 @@ def test_bad_input():
         SCDSC(n_clusters=3, **{**TINY, "window": 15}).fit(cube, mask=mask)
     with pytest.raises(ValueError, match="mask has shape"):
         m.fit(cube, mask=mask[:5])
+
+
+def test_umap_init_is_umap_kmeans_on_the_codes():
+    pytest.importorskip("umap")
+    from deepclust.data.scene import ScenePatches, ScenePreprocessor
+    from deepclust.methods.scdsc_init import umap_partition
+    from deepclust.methods.umap_kmeans import UMAPKMeans
+    from deepclust.nn.conv_ae import ConvPatchAutoencoder
+    from deepclust.nn.pretrain import encode_all
+    from deepclust.presets.umap_kmeans import PRESETS
+
+    cube, gt, mask = tiny_scene()
+    rows, cols = np.nonzero(mask)
+    src = ScenePatches(ScenePreprocessor(4).fit(cube).transform(cube), rows, cols, 3)
+    src.set_normalisation(*src.feature_stats(scaling="global"))
+    X = src.materialize()
+    with seeded_init(0):
+        ae = ConvPatchAutoencoder(4, 3, channels=4)
+    labels, info = umap_partition(ae, src, X, 3, sample=None, seed=0, device="cpu")
+    z = encode_all(ae, X, batch_size=64, device="cpu")
+    ref = UMAPKMeans(n_clusters=3, random_state=0, **PRESETS["fast"]["default"]).fit(z).labels_
+    np.testing.assert_array_equal(labels, ref)
+    assert "all 165 pixels" in info["init_umap"]
+    # above ``sample``: UMAP on a sample, every pixel to the nearest sample-cluster mean code
+    lab_s, info_s = umap_partition(ae, src, X, 3, sample=100, seed=0, device="cpu")
+    assert lab_s.shape == (165,) and set(np.unique(lab_s)) <= {0, 1, 2} and "sample of 100" in info_s["init_umap"]
+    # the whole fit with the UMAP start: labels_ as predict gives them
+    m = SCDSC(n_clusters=3, random_state=0, init="umap", **TINY).fit(cube, mask=mask)
+    assert "init_umap" in m.diagnostics_
+    np.testing.assert_array_equal(m.labels_, m.predict(cube, mask=mask))
+
+
+def test_given_initial_partition_is_used():
+    from deepclust.data.scene import ScenePatches, ScenePreprocessor
+    from deepclust.nn.conv_ae import ConvPatchAutoencoder
+    from deepclust.nn.subspace import initial_bases
+
+    cube, gt, mask = tiny_scene()
+    rows, cols = np.nonzero(mask)
+    src = ScenePatches(ScenePreprocessor(4).fit(cube).transform(cube), rows, cols, 3)
+    src.set_normalisation(*src.feature_stats(scaling="global"))
+    X = src.materialize()
+    with seeded_init(0):
+        ae = ConvPatchAutoencoder(4, 3, channels=4)
+    given = (gt[mask] - 1).astype(np.int64)
+    kw = dict(mini=None, sample=None, n_init=2, seed=0, backend="sklearn", min_size=0, repair=False,
+              rng=np.random.default_rng(0), device="cpu")
+    labels, D0, _ = initial_bases(ae, src, X, 3, 2, init="given", labels=given, **kw)
+    np.testing.assert_array_equal(labels, given)
+    assert D0.shape == (ae.latent_dim, 3 * 2)
+    np.testing.assert_allclose(np.linalg.norm(D0, axis=0), 1.0, atol=1e-5)  # SVD bases: unit columns
+    with pytest.raises(ValueError, match="needs labels for all"):
+        initial_bases(ae, src, X, 3, 2, init="given", labels=given[:5], **kw)
+
+
+def test_restarts_record_their_attempts():
+    cube, gt, mask = tiny_scene()
+    m = SCDSC(n_clusters=3, random_state=0, restarts=2, **TINY).fit(cube, mask=mask)
+    attempts = m.diagnostics_["attempts"]
+    assert 1 <= len(attempts) <= 3 and attempts[0]["seed"] == 0 and m.seed_ == 0
+    if len(attempts) == 1:  # a clean first attempt: the same fit as without restarts
+        m0 = SCDSC(n_clusters=3, random_state=0, **TINY).fit(cube, mask=mask)
+        np.testing.assert_array_equal(m.labels_, m0.labels_)
+    np.testing.assert_array_equal(m.labels_, m.predict(cube, mask=mask))
+    with pytest.raises(ValueError, match="restarts"):
+        SCDSC(n_clusters=3, restarts=-1, **TINY).fit(cube, mask=mask)
