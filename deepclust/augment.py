@@ -1,8 +1,11 @@
-"""Batch augmentations on the device (kornia), for the contrastive methods (PICI, CC).
+"""Batch augmentations on the device (kornia): the views of the contrastive methods (PICI, CC) and
+TDEC's rotations and shifts.
 
 * weak view (PICI section 4.1): resize and normalise only;
 * strong view: ResizedCrop, ColorJitter, Grayscale, HorizontalFlip, GaussianBlur (each applied
-  with a probability, as in CC / SimCLR), then normalise.
+  with a probability, as in CC / SimCLR), then normalise;
+* :func:`random_rotation_shift` (TDEC, Appendix A): a random rotation and shift of each image,
+  its parameters drawn from the caller's generator.
 
 ColorJitter (saturation, hue) and Grayscale are defined for RGB; for other channel counts the
 strong view uses brightness/contrast jitter per image instead (our choice, the papers only use
@@ -20,9 +23,10 @@ from collections.abc import Sequence
 import kornia.augmentation as K
 import numpy as np
 import torch
+from kornia.geometry.transform import get_rotation_matrix2d, warp_affine
 from torch import nn
 
-__all__ = ["ViewAugmenter", "channel_stats", "prepare_images"]
+__all__ = ["ViewAugmenter", "channel_stats", "prepare_images", "random_rotation_shift"]
 
 
 def prepare_images(X: np.ndarray) -> np.ndarray:
@@ -50,6 +54,25 @@ def channel_stats(X: np.ndarray, max_samples: int = 2048) -> tuple[list[float], 
     std = sub.std(axis=(0, 2, 3))
     std = np.where(std > 1e-6, std, 1.0)
     return mean.tolist(), std.tolist()
+
+
+def random_rotation_shift(
+    x: torch.Tensor, generator: torch.Generator, *, max_rotation: float = 10.0,
+    max_shift: float = 0.1,
+) -> torch.Tensor:
+    """Random rotation up to ``max_rotation`` degrees and shift up to ``max_shift * H`` pixels
+    (TDEC, Appendix A) of images (B, C, H, W), drawn from the local ``generator`` and applied
+    with kornia's ``warp_affine`` (zero padding)."""
+    B, _, H, W = x.shape
+    u = torch.rand(B, 3, generator=generator) * 2.0 - 1.0  # (B, 3) in [-1, 1)
+    angle = (u[:, 0] * max_rotation).to(x)
+    shift = torch.stack([u[:, 1] * max_shift * W, u[:, 2] * max_shift * H], 1).to(x)
+    center = torch.tensor([(W - 1) / 2.0, (H - 1) / 2.0], dtype=x.dtype, device=x.device)
+    center = center.expand(B, 2)
+    M = get_rotation_matrix2d(center, angle, torch.ones(B, 2, dtype=x.dtype, device=x.device))
+    M = M.clone()
+    M[:, :, 2] += shift
+    return warp_affine(x, M, dsize=(H, W), padding_mode="zeros", align_corners=True)
 
 
 class _RandomBrightnessContrast(nn.Module):

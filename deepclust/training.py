@@ -56,7 +56,8 @@ from deepclust.distributed import rank as dist_rank
 from deepclust.distributed import world_size as dist_world_size
 
 __all__ = [
-    "History", "fit_loop", "minibatches", "atomic_torch_save", "load_checkpoint", "pack_state", "unpack_state",
+    "History", "fit_loop", "fit_self_training", "minibatches", "atomic_torch_save", "load_checkpoint", "pack_state",
+    "unpack_state",
     "average_buffers", "PRECISIONS", "check_precision", "resolve_precision", "default_precision",
     "fp32_under_autocast", "device_data", "take_rows", "observe_batches",
 ]
@@ -570,6 +571,44 @@ def fit_loop(
     if distributed:
         average_buffers(model)  # one model on every rank (BatchNorm statistics are per rank)
     return history
+
+
+def fit_self_training(
+    *, model: torch.nn.Module, optimizer: torch.optim.Optimizer, step: Step, refresh: Callable[[], Any],
+    state: dict, n: int, batch_size: int, interval: int, max_iter: int, epochs: int, drop_last: bool,
+    generator: torch.Generator | None, history: History, verbose: bool = False,
+    checkpoint_path: str | os.PathLike | None = None, resume: bool = False, stage: str = "cluster",
+) -> History:
+    """A self-training stage (DEC, IDEC, TDEC) through :func:`fit_loop`: mini-batch ``step``s on
+    targets that ``refresh()`` recomputes from the whole set before every ``interval``-th step.
+
+    ``state`` holds at least ``"step"`` (the steps taken so far, counted across epochs) and
+    ``"converged"`` (set by ``refresh``). The refresh happens in the batch schedule, *before* the
+    batch is handed to the loop, so a converged model takes no further step (as in DEC: check, then
+    train); the stage ends there, after ``max_iter`` steps or after ``epochs``. The mini-batches are
+    shuffled and sharded as :func:`minibatches` gives them. A checkpoint is written after every
+    epoch when ``checkpoint_path`` is given; it holds ``state`` (the step count, targets and last
+    labels resume with the model: refreshes are not epoch-aligned).
+    """
+    def batches(epoch: int) -> Iterator[torch.Tensor]:
+        for idx in minibatches(n, batch_size, generator=generator, drop_last=drop_last, shard=True):
+            if state["step"] >= max_iter:
+                return
+            if state["step"] % interval == 0:
+                refresh()
+                if state["converged"]:
+                    return
+            state["step"] += 1
+            yield idx
+
+    return fit_loop(
+        model=model, optimizer=optimizer, step=step, epochs=epochs, stage=stage,
+        batches=batches, history=history, generator=generator, verbose=verbose,
+        on_epoch_end=lambda e, m: state["converged"] or state["step"] >= max_iter,
+        checkpoint_path=checkpoint_path, checkpoint_every=1 if checkpoint_path else 0, resume=resume,
+        extra_state=lambda: {"state": pack_state(state)},
+        load_extra_state=lambda extra: state.update(unpack_state(extra["state"])),
+    )
 
 
 def _sync_each_batch(device: torch.device) -> bool:

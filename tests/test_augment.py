@@ -1,10 +1,11 @@
-"""Weak/strong views: shapes, normalisation, reproducibility, no global RNG side effect."""
+"""Weak/strong views: shapes, normalisation, reproducibility, no global RNG side effect; TDEC's
+rotations and shifts."""
 
 import numpy as np
 import pytest
 import torch
 
-from deepclust.augment import ViewAugmenter, channel_stats
+from deepclust.augment import ViewAugmenter, channel_stats, random_rotation_shift
 
 
 @pytest.mark.parametrize("c", [1, 3, 8])
@@ -32,3 +33,14 @@ def test_channel_stats():
     assert mean[0] == 0 and std[0] == 1.0  # constant channel: std falls back to 1
     ref = X[:, 1].astype(np.float64)
     assert mean[1] == pytest.approx(ref.mean()) and std[1] == pytest.approx(ref.std())
+
+
+def test_random_rotation_shift_is_seeded_and_bounded():
+    x = torch.zeros(4, 1, 20, 20)
+    x[:, :, 8:12, 8:12] = 1.0
+    g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
+    a, b = random_rotation_shift(x, g1), random_rotation_shift(x, g2)
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, x)
+    # a shift of at most 2 px and 10 degrees keeps the square's mass inside the image
+    assert torch.allclose(a.sum((1, 2, 3)), x.sum((1, 2, 3)), rtol=0.15)

@@ -24,7 +24,7 @@ Choices the papers leave open, stated here:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -34,7 +34,7 @@ from deepclust.base import DeepClusterer
 from deepclust.losses.dec import kl_divergence, student_t_assignment, target_distribution
 from deepclust.nn.mlp_ae import MLPAutoencoder
 from deepclust.stopping import plateau_rule
-from deepclust.training import History, fit_loop, minibatches, pack_state, unpack_state
+from deepclust.training import History, fit_loop, fit_self_training, minibatches
 
 __all__ = ["DEC", "IDEC"]
 
@@ -164,19 +164,6 @@ def _train_dec(
         state["labels"] = labels
         state["n_refresh"] += 1
 
-    def batches(epoch: int) -> Iterator[torch.Tensor]:
-        # The refresh happens here, *before* the batch is handed to the loop, so a converged
-        # model takes no further step (as in DEC: check, then train).
-        for idx in minibatches(n, batch_size, generator=generator, drop_last=drop_last, shard=True):
-            if state["step"] >= max_iter:
-                return
-            if state["step"] % update_interval == 0:
-                refresh()
-                if state["converged"]:
-                    return
-            state["step"] += 1
-            yield idx
-
     def clu_step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
         idx = idx.to(device)
         x = X[idx]
@@ -204,14 +191,11 @@ def _train_dec(
     opt = torch.optim.Adam(params, lr=lr)
     n_batches = n // batch_size if drop_last else math.ceil(n / batch_size)
     epochs = max(1, math.ceil(max_iter / n_batches) + 1)
-    fit_loop(
-        model=model, optimizer=opt, step=clu_step, epochs=epochs, stage="cluster",
-        batches=batches, history=history, generator=generator, verbose=verbose,
-        on_epoch_end=lambda e, m: state["converged"] or state["step"] >= max_iter,
-        checkpoint_path=checkpoint_path, checkpoint_every=1 if checkpoint_path else 0, resume=resume,
-        # targets, step count and last labels resume with the model (refreshes are not epoch-aligned)
-        extra_state=lambda: {"state": pack_state(state)},
-        load_extra_state=lambda extra: state.update(unpack_state(extra["state"])),
+    # the refresh runs before every update_interval-th step: a converged model takes no further step
+    fit_self_training(
+        model=model, optimizer=opt, step=clu_step, refresh=refresh, state=state, n=n, batch_size=batch_size,
+        interval=update_interval, max_iter=max_iter, epochs=epochs, drop_last=drop_last, generator=generator,
+        history=history, verbose=verbose, checkpoint_path=checkpoint_path, resume=resume,
     )
 
     with torch.no_grad():

@@ -12,18 +12,18 @@ dict from the user's disk); the default here is from scratch (Kaiming convolutio
 because the ImageNet download is not part of this library.
 
 Scene segmentation (section 4): :func:`segment_scene` cuts a (H, W, B) scene into P x P patches
-every ``stride`` pixels, clusters the patches with RECAL and paints each patch's label on the
-``stride x stride`` block at its centre; :func:`jaccard_consensus` compares two maps (eq. 5) after
-matching their clusters; :func:`run_segment` is the CLI's ``deepclust segment recal``.
+every ``stride`` pixels (``deepclust.data.patch_grid.grid_patches``), clusters the patches with
+RECAL and paints each patch's label on the ``stride x stride`` block at its centre
+(``blocks_to_map``); ``deepclust.cluster.matching.jaccard_consensus`` compares two maps (eq. 5)
+after matching their clusters; :func:`run_segment` is the CLI's ``deepclust segment recal``, which
+reads the scene and selects its bands with ``deepclust.data.patch_grid.read_scene``.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,27 +33,16 @@ from torch import nn
 
 from deepclust import distributed as ddp
 from deepclust.base import DeepClusterer, check_data, check_n_clusters, make_generators
-from deepclust.losses.recal import (
-    exact_virtual_batch_backward,
-    paper_virtual_batch_loss,
-    recal_entropies,
-)
-from deepclust.nn.vgg import VGG16BN, load_vgg16_bn_weights
+from deepclust.cluster.matching import jaccard_consensus
+from deepclust.data.patch_grid import blocks_to_map, grid_patches, read_scene, scale_bands
+from deepclust.losses.recal import exact_virtual_batch_backward, paper_virtual_batch_loss, recal_entropies
+from deepclust.nn.vgg import VGG16BN, auto_n_blocks, load_vgg16_bn_weights
 from deepclust.training import History, device_data, fit_loop, minibatches, take_rows
 
-__all__ = [
-    "RECAL",
-    "LISS4_BANDS_UM",
-    "aviris_band_indices",
-    "extract_patches",
-    "segment_scene",
-    "jaccard_consensus",
-    "run_segment",
-    "save_recal",
-    "load_recal",
-]
+__all__ = ["RECAL", "segment_scene", "run_segment", "save_recal", "load_recal"]
 
-log = logging.getLogger("deepclust")
+# benchmarks/bench_recal_scene_baseline.py reads and scales a scene as `deepclust segment` does
+_load_scene, _scale_bands = read_scene, scale_bands
 
 _VIRTUAL_MODES = ("paper", "exact")
 
@@ -303,45 +292,29 @@ class RECAL(DeepClusterer):
         logits, _ = self._infer(self._standardized(X))
         return logits.argmax(1).numpy().astype(np.int64)
 
-    def predict_proba(self, X) -> np.ndarray:
-        """Softmax probabilities p_ml of eq. 2, (N, K)."""
+    def _infer_new(self, X) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_infer` of new images, checked against the training images' shape."""
         from sklearn.utils.validation import check_is_fitted
 
         check_is_fitted(self, "labels_")
         X = check_data(X, kind="images", min_samples=1)
         self._check_images(X)
-        logits, _ = self._infer(self._standardized(X))
-        return torch.softmax(logits, 1).numpy()
+        return self._infer(self._standardized(X))
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Softmax probabilities p_ml of eq. 2, (N, K)."""
+        return torch.softmax(self._infer_new(X)[0], 1).numpy()
 
     def transform(self, X) -> np.ndarray:
         """Learned features z = f_theta1(x), (N, d) (the input of Table 7's k-means)."""
-        from sklearn.utils.validation import check_is_fitted
-
-        check_is_fitted(self, "labels_")
-        X = check_data(X, kind="images", min_samples=1)
-        self._check_images(X)
-        _, feats = self._infer(self._standardized(X))
-        return feats.numpy()
+        return self._infer_new(X)[1].numpy()
 
 
 def _train_recal(
-    *,
-    model: VGG16BN,
-    X: torch.Tensor,
-    device: torch.device,
-    lambda_: float,
-    epochs: int,
-    batch_size: int,
-    virtual_batches: int,
-    virtual_batch: str,
-    lr: float,
-    momentum: float,
-    weight_decay: float,
-    generator: torch.Generator,
-    checkpoint_path: str | None = None,
-    checkpoint_every: int = 0,
-    resume: bool = False,
-    verbose: bool = False,
+    *, model: VGG16BN, X: torch.Tensor, device: torch.device, lambda_: float, epochs: int, batch_size: int,
+    virtual_batches: int, virtual_batch: str, lr: float, momentum: float, weight_decay: float,
+    generator: torch.Generator, checkpoint_path: str | None = None, checkpoint_every: int = 0,
+    resume: bool = False, verbose: bool = False,
 ) -> History:
     """SGD on eq. 3 (Algorithm 1 for t=1, Algorithm 2 / exact virtual batches for t>1)."""
     n = X.shape[0]
@@ -435,94 +408,7 @@ def load_recal(path: str | os.PathLike, device: str = "auto") -> RECAL:
     return est
 
 
-# -- scenes: patches, segmentation, consensus ------------------------------------------------
-#: LISS-IV bands of RECAL's Table 2, in micrometres: green, red, near infrared.
-LISS4_BANDS_UM: tuple[tuple[float, float], ...] = ((0.52, 0.59), (0.62, 0.68), (0.77, 0.86))
-
-# AVIRIS water-absorption bands removed in the "corrected" Indian Pines/Salinas cubes
-# (1-based 104-108, 150-163, 220 of 224 for Indian Pines; 108-112, 154-167, 224 for Salinas).
-_SALINAS_REMOVED_1BASED = [*range(108, 113), *range(154, 168), 224]
-
-
-def aviris_band_indices(
-    ranges_um: Sequence[tuple[float, float]] = LISS4_BANDS_UM,
-    *,
-    n_bands: int = 204,
-) -> list[list[int]]:
-    """Indices (0-based, into the cube) of AVIRIS bands whose centre lies in each range.
-
-    AVIRIS has 224 bands about 10 nm apart from 0.4 micrometres: band ``i`` (0-based, of 224) is
-    centred at about ``400 + 10 i`` nm (an approximation: the real centres drift by a few nm).
-    For a 204-band "corrected" Salinas cube the removed water bands are skipped; the LISS-IV
-    ranges lie below them, so the indices are the same in both cubes:
-    green 0.52-0.59 -> 12..19, red 0.62-0.68 -> 22..28, NIR 0.77-0.86 -> 37..46.
-    """
-    if n_bands == 224:
-        keep = list(range(224))
-    elif n_bands == 204:
-        removed = {b - 1 for b in _SALINAS_REMOVED_1BASED}
-        keep = [i for i in range(224) if i not in removed]
-    else:
-        raise ValueError(f"n_bands must be 224 (raw AVIRIS) or 204 (corrected), got {n_bands}")
-    out = []
-    for lo, hi in ranges_um:
-        lo_nm, hi_nm = lo * 1000 - 1e-6, hi * 1000 + 1e-6
-        idx = [j for j, i in enumerate(keep) if lo_nm <= 400 + 10 * i <= hi_nm]
-        if not idx:
-            raise ValueError(f"no AVIRIS band centre lies in {lo}-{hi} micrometres")
-        out.append(idx)
-    return out
-
-
-def extract_patches(
-    cube: np.ndarray, patch: int, stride: int
-) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
-    """P x P patches of a scene (H, W, B), one centred on each ``stride x stride`` block.
-
-    The scene is mirrored by ``patch`` pixels at its borders so every block has a full patch.
-
-    Returns
-    -------
-    patches : (N, B, P, P) float32, N = ceil(H / stride) * ceil(W / stride), row-major blocks
-    centres : (N, 2) int, the (row, col) of each block's centre pixel in the scene
-    grid : (ceil(H / stride), ceil(W / stride))
-    """
-    if patch < 2 or stride < 1:
-        raise ValueError(f"patch must be >= 2 and stride >= 1, got patch={patch}, stride={stride}")
-    h, w, b = cube.shape
-    gh, gw = -(-h // stride), -(-w // stride)
-    pad = patch
-    padded = np.pad(cube, ((pad, pad), (pad, pad), (0, 0)), mode="symmetric")
-    rows = np.minimum(np.arange(gh) * stride + stride // 2, h - 1)
-    cols = np.minimum(np.arange(gw) * stride + stride // 2, w - 1)
-    off = patch // 2
-    out = np.empty((gh * gw, b, patch, patch), np.float32)
-    k = 0
-    for r in rows:
-        r0 = r + pad - off
-        for c in cols:
-            c0 = c + pad - off
-            out[k] = padded[r0:r0 + patch, c0:c0 + patch].transpose(2, 0, 1)
-            k += 1
-    centres = np.stack(np.meshgrid(rows, cols, indexing="ij"), -1).reshape(-1, 2)
-    return out, centres, (gh, gw)
-
-
-def _blocks_to_map(block_labels: np.ndarray, grid: tuple[int, int], stride: int,
-                   shape: tuple[int, int]) -> np.ndarray:
-    lab = block_labels.reshape(grid)
-    full = np.repeat(np.repeat(lab, stride, axis=0), stride, axis=1)
-    return full[: shape[0], : shape[1]].astype(np.int64)
-
-
-def _scale_bands(cube: np.ndarray) -> np.ndarray:
-    """Each band to [0, 1] by its 2nd-98th percentiles (robust against a few bright pixels)."""
-    cube = cube.astype(np.float32)
-    lo = np.percentile(cube, 2, axis=(0, 1), keepdims=True)
-    hi = np.percentile(cube, 98, axis=(0, 1), keepdims=True)
-    return np.clip((cube - lo) / np.maximum(hi - lo, 1e-6), 0.0, 1.0).astype(np.float32)
-
-
+# -- scenes: patch segmentation (section 4) --------------------------------------------------
 def segment_scene(
     cube: np.ndarray,
     *,
@@ -563,12 +449,12 @@ def segment_scene(
     h, w, b = cube.shape
     if patch > min(h, w) * 2:
         raise ValueError(f"patch={patch} is too large for a {h}x{w} scene")
-    x = _scale_bands(cube) if scale else cube
-    patches, _, grid = extract_patches(x, patch, stride)
+    x = scale_bands(cube) if scale else cube
+    patches, _, grid = grid_patches(x, patch, stride)
     t0 = time.perf_counter()
     if model is None:
         check_n_clusters(n_clusters, patches.shape[0])
-        params = {"n_blocks": min(3, _n_blocks_fit(patch)), **recal_params}
+        params = {"n_blocks": min(3, auto_n_blocks(patch, patch)), **recal_params}
         model = RECAL(n_clusters, random_state=random_state, **params).fit(patches)
         block_labels = model.labels_
         km_labels = model.labels_kmeans_
@@ -583,127 +469,13 @@ def segment_scene(
         km_labels = None
     info = {"n_patches": int(patches.shape[0]), "grid": list(grid), "patch": patch,
             "stride": stride, "seconds": time.perf_counter() - t0}
-    label_map = _blocks_to_map(block_labels, grid, stride, (h, w))
+    label_map = blocks_to_map(block_labels, grid, stride, (h, w))
     if km_labels is not None:
-        info["kmeans_map"] = _blocks_to_map(km_labels, grid, stride, (h, w))
+        info["kmeans_map"] = blocks_to_map(km_labels, grid, stride, (h, w))
     return label_map, model, info
 
 
-def _n_blocks_fit(patch: int) -> int:
-    from deepclust.nn.vgg import auto_n_blocks
-
-    return auto_n_blocks(patch, patch)
-
-
-def jaccard_consensus(map1: np.ndarray, map2: np.ndarray,
-                      mask: np.ndarray | None = None) -> dict[str, Any]:
-    """Jaccard similarity of two segmentations (eq. 5) with their clusters matched.
-
-    ``J(a, b) = |M1_a intersect M2_b| / |M1_a union M2_b|`` for every cluster a of map 1 and b
-    of map 2, from the contingency table (no per-pixel pair matrix). Clusters are matched
-    one-to-one by the Hungarian algorithm maximising the summed Jaccard scores.
-
-    Returns
-    -------
-    dict with ``matrix`` (K1, K2) of scores, ``pairs`` [(a, b, J)], ``mean_matched`` (the mean J
-    over matched pairs) and ``weighted_matched`` (weighted by the pixels of map 1's cluster).
-    """
-    from scipy.optimize import linear_sum_assignment
-
-    a = np.asarray(map1)
-    bb = np.asarray(map2)
-    if a.shape != bb.shape:
-        raise ValueError(f"the two maps differ in shape: {a.shape} vs {bb.shape}")
-    if mask is not None:
-        a, bb = a[np.asarray(mask, bool)], bb[np.asarray(mask, bool)]
-    a, bb = a.ravel(), bb.ravel()
-    ok = (a >= 0) & (bb >= 0)
-    a, bb = a[ok], bb[ok]
-    ua, ia = np.unique(a, return_inverse=True)
-    ub, ib = np.unique(bb, return_inverse=True)
-    inter = np.zeros((ua.size, ub.size), np.int64)
-    np.add.at(inter, (ia, ib), 1)
-    union = inter.sum(1, keepdims=True) + inter.sum(0, keepdims=True) - inter
-    jac = inter / np.maximum(union, 1)
-    rows, cols = linear_sum_assignment(jac, maximize=True)
-    pairs = [(int(ua[r]), int(ub[c]), float(jac[r, c])) for r, c in zip(rows, cols, strict=True)]
-    sizes = inter.sum(1)[rows]
-    return {
-        "labels1": ua.tolist(), "labels2": ub.tolist(), "matrix": jac,
-        "pairs": pairs,
-        "mean_matched": float(np.mean([p[2] for p in pairs])),
-        "weighted_matched": float(np.sum(jac[rows, cols] * sizes) / max(sizes.sum(), 1)),
-    }
-
-
 # -- the CLI side of `deepclust segment recal` -----------------------------------------------
-def _load_scene(data: str, bands: str | None,
-                download: bool | None = None) -> tuple[np.ndarray, np.ndarray | None, str]:
-    """A scene cube (H, W, B), its ground truth (or None) and a description of the bands."""
-    # Catalog files go through the data lookup ($DEEPCLUST_DATA, ../shared, cache, checksums).
-    from deepclust.data import CATALOG, find_file, load_dataset
-
-    name = data.lower().replace("salinasa", "salinas-a")
-    gt = None
-    if name in CATALOG and CATALOG[name].kind == "scene":
-        ds = load_dataset(name, download=download)
-        cube, gt = ds.cube, ds.gt
-    elif name in ("ucmerced-mosaic", "ucmerced") or name.startswith("ucmerced-mosaic-"):
-        # "ucmerced-mosaic-<S>" draws another mosaic (seed S): a second scene of the same kind
-        mseed = int(name.rsplit("-", 1)[1]) if name.startswith("ucmerced-mosaic-") else 0
-        cube, gt = ucmerced_mosaic(find_file("images/ucmerced/ucmerced_64x64.npz", download=download), seed=mseed)
-    elif os.path.exists(data):
-        arr = np.load(data, allow_pickle=False)
-        cube = arr if isinstance(arr, np.ndarray) else arr[arr.files[0]]
-        cube = np.asarray(cube, np.float32)
-    else:
-        raise ValueError(
-            f"unknown scene {data!r}: use a catalog scene (e.g. salinas-a), ucmerced-mosaic or a .npy path"
-        )
-    if cube.ndim != 3:
-        raise ValueError(f"a scene must be (H, W, B), got shape {cube.shape}")
-    desc = f"all {cube.shape[2]} bands"
-    if bands is None or bands == "all":
-        pass
-    elif bands == "liss4":
-        if cube.shape[2] not in (204, 224):
-            raise ValueError("--bands liss4 needs an AVIRIS cube (204 or 224 bands)")
-        groups = aviris_band_indices(n_bands=cube.shape[2])
-        cube = np.stack([cube[:, :, g].mean(axis=2) for g in groups], axis=2)
-        desc = "LISS-IV green/red/NIR as means of AVIRIS bands " + "; ".join(
-            f"{g[0]}..{g[-1]}" for g in groups) + " (0-based)"
-    else:
-        idx = [int(v) for v in str(bands).split(",")]
-        cube = cube[:, :, idx]
-        desc = f"bands {idx}"
-    return cube, gt, desc
-
-
-def ucmerced_mosaic(path: str | os.PathLike, *, tiles: int = 6, seed: int = 0,
-                    classes: Sequence[int] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """A ``tiles x tiles`` mosaic of UC Merced 64x64 tiles and its per-pixel tile class map.
-
-    Tiles are drawn (seeded) from ``classes`` (default: 6 visually distinct land covers:
-    agricultural, beach, buildings, chaparral, forest, river), so the map has a known truth.
-    """
-    d = np.load(path, allow_pickle=False)
-    imgs, labels, names = d["images"], d["labels"], list(d["class_names"])
-    if classes is None:
-        classes = [names.index(c) for c in
-                   ("agricultural", "beach", "buildings", "chaparral", "forest", "river")]
-    rng = np.random.default_rng(seed)
-    s = imgs.shape[1]
-    cube = np.zeros((tiles * s, tiles * s, imgs.shape[3]), np.float32)
-    gt = np.zeros((tiles * s, tiles * s), np.int64)
-    for i in range(tiles):
-        for j in range(tiles):
-            cls = int(rng.choice(classes))
-            k = int(rng.choice(np.flatnonzero(labels == cls)))
-            cube[i * s:(i + 1) * s, j * s:(j + 1) * s] = imgs[k] / 255.0
-            gt[i * s:(i + 1) * s, j * s:(j + 1) * s] = cls + 1  # 0 = unlabelled
-    return cube, gt
-
-
 def run_segment(args: dict[str, Any], out_dir: str | os.PathLike) -> dict[str, Any]:
     """``deepclust segment recal``: train (or apply) RECAL on a scene's patches, write the map.
 
@@ -727,7 +499,7 @@ def run_segment(args: dict[str, Any], out_dir: str | os.PathLike) -> dict[str, A
     from deepclust.runner import staged_output, to_jsonable
 
     out = Path(out_dir)
-    cube, gt, band_desc = _load_scene(str(args["data"]), args.get("bands"), args.get("download"))
+    cube, gt, band_desc = read_scene(str(args["data"]), args.get("bands"), args.get("download"))
     patch = int(args.get("patch", 8))
     stride = int(args.get("stride", 2))
     k = int(args.get("clusters", 10))

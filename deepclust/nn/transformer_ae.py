@@ -9,11 +9,14 @@ patch but at least 32, so the encoding layer's input is ``d = 16 * embed_dim``, 
 T-Decoder: decoding layer [m-3072-512-512-d], position encodings, ``decoder_depth`` blocks, and a
 transposed convolution back to (C, H, W).
 
-Dim-Reduction block: [m-50-50-100-2] to the 2-D clustering space.
+Dim-Reduction block: [m-50-50-100-2] to the 2-D clustering space. :class:`TDECNet` holds the
+autoencoder (:class:`TransformerAE`, or :class:`MLPImageAE` without Transformer blocks) and the
+Dim-Reduction block.
 
-Every shape is derived from the constructor arguments (channels included). The paper leaves the
-number of heads and the MLP width open: ``n_heads`` defaults to the largest of 8, 4, 2 whose
-head size is at least 8 (else 1) and ``mlp_ratio`` to 4 (the original Transformer).
+Every shape is derived from the constructor arguments (channels included); :func:`target_size`
+gives the image size the T-Encoder takes for an image of any size (TDEC, Appendix A). The paper
+leaves the number of heads and the MLP width open: ``n_heads`` defaults to the largest of 8, 4, 2
+whose head size is at least 8 (else 1) and ``mlp_ratio`` to 4 (the original Transformer).
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ __all__ = [
     "TDecoder",
     "TransformerAE",
     "MLPImageAE",
+    "TDECNet",
     "default_heads",
+    "target_size",
 ]
 
 
@@ -55,6 +60,12 @@ def default_heads(embed_dim: int) -> int:
         if embed_dim % h == 0 and embed_dim // h >= 8:
             return h
     return 1
+
+
+def target_size(h: int, w: int) -> tuple[int, int]:
+    """Appendix A: an image whose patch (H/4, W/4) is not an even integer is resized to the next
+    multiple of 8 in that dimension (28 -> 32; 8, 16, 32, 64 unchanged)."""
+    return (math.ceil(h / 8) * 8, math.ceil(w / 8) * 8)
 
 
 class TransformerBlock(nn.Module):
@@ -212,3 +223,24 @@ class MLPImageAE(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         z = self.forward_features(x)
         return z, self.decode(z)
+
+
+class TDECNet(nn.Module):
+    """Autoencoder (T-Encoder/T-Decoder or MLP) plus the Dim-Reduction block (optional)."""
+
+    def __init__(self, ae: nn.Module, dim_reduction: nn.Module | None):
+        super().__init__()
+        self.ae = ae
+        self.dr = dim_reduction
+        self.centers: nn.Parameter | None = None  # only when the clustering head is off
+
+    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x -> ``(z_w (B, m), z_v (B, 2))``; ``z_v = z_w`` without the Dim-Reduction block."""
+        z_w = self.ae.forward_features(x)
+        z_v = self.dr(z_w) if self.dr is not None else z_w
+        return z_w, z_v
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x -> ``(z_w, z_v, x_rec)``."""
+        z_w, z_v = self.forward_features(x)
+        return z_w, z_v, self.ae.decode(z_w)

@@ -1,4 +1,4 @@
-"""RECAL estimator, scene segmentation, Jaccard consensus, the CLI-side function (tiny, seconds)."""
+"""RECAL estimator, scene segmentation, the CLI-side function (tiny, seconds)."""
 
 from __future__ import annotations
 
@@ -8,17 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from deepclust.methods.recal import (
-    RECAL,
-    _blocks_to_map,
-    aviris_band_indices,
-    extract_patches,
-    jaccard_consensus,
-    load_recal,
-    run_segment,
-    save_recal,
-    segment_scene,
-)
+from deepclust.methods.recal import RECAL, load_recal, run_segment, save_recal, segment_scene
 from deepclust.presets import get_preset
 from deepclust.training import fit_loop
 
@@ -108,43 +98,6 @@ def test_save_and_load_roundtrip(tmp_path):
     with pytest.raises(ValueError, match="not a RECAL"):
         torch.save({"x": torch.zeros(1)}, tmp_path / "bad.pt")
         load_recal(tmp_path / "bad.pt")
-
-
-def test_aviris_liss4_indices():
-    g, r, nir = aviris_band_indices(n_bands=204)
-    assert g == list(range(12, 20)) and r == list(range(22, 29)) and nir == list(range(37, 47))
-    assert aviris_band_indices(n_bands=224) == [g, r, nir]
-    # in the corrected cube, a band after the first removed water bands (0-based 107..111)
-    # shifts by 5: 1.6 um is band 120 of 224
-    (late,) = aviris_band_indices([(1.6, 1.6)], n_bands=204)
-    assert late == [120 - 5]
-
-
-def test_patches_and_block_map():
-    cube = np.arange(10 * 12 * 2, dtype=np.float32).reshape(10, 12, 2)
-    patches, centres, grid = extract_patches(cube, patch=4, stride=3)
-    assert grid == (4, 4) and patches.shape == (16, 2, 4, 4)
-    # the patch of block (1, 2) holds the centre pixel (4, 7) at offset (2, 2)
-    k = 1 * 4 + 2
-    assert tuple(centres[k]) == (4, 7)
-    np.testing.assert_array_equal(patches[k][:, 2, 2], cube[4, 7])
-    lab = _blocks_to_map(np.arange(16), grid, 3, (10, 12))
-    assert lab.shape == (10, 12) and lab[4, 7] == k and lab[9, 11] == 15
-
-
-def test_jaccard_consensus_hand_example():
-    m1 = np.array([[0, 0, 1], [1, 1, 2]])
-    m2 = np.array([[5, 5, 5], [7, 7, 9]])  # relabelled, one pixel differs
-    out = jaccard_consensus(m1, m2)
-    pairs = {a: (b, j) for a, b, j in out["pairs"]}
-    # cluster 0 {0,1} vs 5 {0,1,2}: 2/3; cluster 1 {2,3,4} vs 7 {3,4}: 2/3; 2 {5} vs 9 {5}: 1
-    assert pairs[0] == (5, pytest.approx(2 / 3))
-    assert pairs[1] == (7, pytest.approx(2 / 3))
-    assert pairs[2] == (9, pytest.approx(1.0))
-    assert out["mean_matched"] == pytest.approx((2 / 3 + 2 / 3 + 1) / 3)
-    assert out["matrix"].shape == (3, 3)
-    with pytest.raises(ValueError, match="shape"):
-        jaccard_consensus(m1, m2[:, :2])
 
 
 def test_segment_scene_train_and_apply():

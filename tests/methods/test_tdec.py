@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from deepclust.methods.tdec import TDEC, augment, target_size
+from deepclust.methods.tdec import TDEC
 from deepclust.metrics import acc
+from deepclust.nn.transformer_ae import target_size
 
 
 def _images(n_per=30, k=3, size=8, seed=0):
@@ -68,17 +69,6 @@ def test_tdec_vector_mode_and_resize():
     assert m.model_.ae.encoder.embed_dim == 64
 
 
-def test_augment_is_seeded_and_bounded():
-    x = torch.zeros(4, 1, 20, 20)
-    x[:, :, 8:12, 8:12] = 1.0
-    g1, g2 = torch.Generator().manual_seed(0), torch.Generator().manual_seed(0)
-    a, b = augment(x, g1), augment(x, g2)
-    torch.testing.assert_close(a, b)
-    assert not torch.allclose(a, x)
-    # a shift of at most 2 px and 10 degrees keeps the square's mass inside the image
-    assert torch.allclose(a.sum((1, 2, 3)), x.sum((1, 2, 3)), rtol=0.15)
-
-
 def test_tdec_bad_input():
     X, _ = _images()
     with pytest.raises(ValueError, match="too small"):
@@ -89,18 +79,6 @@ def test_tdec_bad_input():
         TDEC(n_clusters=3, **{**TINY, "neighbor_rate": 2.0}).fit(X)
     with pytest.raises(ValueError, match="NaN"):
         TDEC(n_clusters=3, **TINY).fit(np.full((10, 1, 8, 8), np.nan, np.float32))
-
-
-def test_rec_loss_reductions_match_numpy():
-    from deepclust.methods.tdec import _rec_loss
-
-    rng = np.random.default_rng(0)
-    a, b = rng.random((5, 1, 4, 3)), rng.random((5, 1, 4, 3))
-    ref_sum = ((a - b) ** 2).reshape(5, -1).sum(1).mean()  # eq. 8
-    ref_mean = ((a - b) ** 2).mean()
-    ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-    assert float(_rec_loss(ta, tb)) == pytest.approx(ref_sum)
-    assert float(_rec_loss(ta, tb, "mean")) == pytest.approx(ref_mean)
 
 
 def _dr_params(m):
@@ -157,50 +135,14 @@ def test_dr_epochs_fits_only_the_dr_block_on_fixed_features():
 
 # -- the stop test, centre identity across refreshes, prediction on the training set ---------
 
-def test_label_change_compares_partitions_not_indices():
-    from deepclust.methods.tdec import _label_change
-
-    rng = np.random.default_rng(0)
-    a = rng.integers(0, 4, size=200)
-    perm = np.array([2, 0, 3, 1])
-    b = perm[a]  # the same partition, renumbered
-    assert np.mean(a != b) > 0.5  # raw indices disagree ...
-    assert _label_change(a, b) == 0.0  # ... the partitions do not
-    c = b.copy()
-    c[:5] = (c[:5] + 1) % 4  # 5 of 200 points move to another cluster
-    assert _label_change(a, c) == pytest.approx(5 / 200)
-    assert _label_change(a, a) == 0.0
-
-
-def test_match_to_previous_gives_new_clusters_the_previous_identities():
-    from deepclust.methods.tdec import _match_to_previous
-
-    rng = np.random.default_rng(1)
-    prev = rng.integers(0, 4, size=120)
-    perm = np.array([3, 1, 0, 2])
-    new = perm[prev]
-    new[:6] = (new[:6] + 1) % 4  # a few points change cluster as well
-    order = _match_to_previous(prev, new, 4)
-    np.testing.assert_array_equal(order, perm)  # new cluster perm[j] is previous cluster j
-    inv = np.argsort(order)
-    assert np.mean(inv[new] != prev) == pytest.approx(6 / 120)
-    # previous clusters 1 and 2 merge into new cluster 2 and new cluster 0 is empty: the
-    # empty cluster still gets an identity (order stays a permutation)
-    prev2 = np.repeat(np.arange(3), 10)
-    new2 = np.array([1, 2, 2])[prev2]
-    order2 = _match_to_previous(prev2, new2, 3)
-    assert sorted(order2.tolist()) == [0, 1, 2]
-    assert order2[0] == 1 and sorted(order2[1:].tolist()) == [0, 2]
-
-
 def _reversing_peaks(monkeypatch, every=2):
     """Make the density-peak head return its centres reversed at every ``every``-th call from
     the second on (a renumbering that leaves the partition as it is)."""
     import dataclasses
 
-    import deepclust.methods.tdec as T
+    import deepclust.cluster.tdec_head as H
 
-    real, calls = T.density_peaks, {"n": 0}
+    real, calls = H.density_peaks, {"n": 0}
 
     def peaks(*args, **kwargs):
         dp = real(*args, **kwargs)
@@ -209,7 +151,7 @@ def _reversing_peaks(monkeypatch, every=2):
             dp = dataclasses.replace(dp, centers=dp.centers[::-1].copy())
         return dp
 
-    monkeypatch.setattr(T, "density_peaks", peaks)
+    monkeypatch.setattr(H, "density_peaks", peaks)
     return calls
 
 
@@ -221,37 +163,38 @@ def _blobs2d(n_per=20, seed=0):
 
 
 def test_head_assign_keeps_the_centres_identity(monkeypatch):
-    from deepclust.methods.tdec import _head_assign, _label_change
+    from deepclust.cluster.matching import label_change
+    from deepclust.cluster.tdec_head import head_assign
 
     Z, y = _blobs2d()
     kw = dict(n_neighbors=5, neighbor_rate=0.02, seed=0)
     _reversing_peaks(monkeypatch)
-    first = _head_assign(Z, 3, **kw)  # call 1: the density-peak order
+    first = head_assign(Z, 3, **kw)  # call 1: the density-peak order
     l1 = first["q"].argmax(1).numpy()
     assert acc(y, l1) == 1.0
-    tracked = _head_assign(Z, 3, previous=l1, **kw)  # call 2: peaks reversed, matched back
+    tracked = head_assign(Z, 3, previous=l1, **kw)  # call 2: peaks reversed, matched back
     np.testing.assert_array_equal(tracked["q"].argmax(1).numpy(), l1)
     np.testing.assert_array_equal(tracked["center_index"], first["center_index"])
     torch.testing.assert_close(tracked["centers"], first["centers"])
     torch.testing.assert_close(tracked["q"], first["q"])
-    _head_assign(Z, 3, **kw)  # call 3: not reversed
-    untracked = _head_assign(Z, 3, **kw)  # call 4: reversed, no matching
+    head_assign(Z, 3, **kw)  # call 3: not reversed
+    untracked = head_assign(Z, 3, **kw)  # call 4: reversed, no matching
     l4 = untracked["q"].argmax(1).numpy()
-    assert np.mean(l4 != l1) > 0.5 and _label_change(l1, l4) == 0.0
+    assert np.mean(l4 != l1) > 0.5 and label_change(l1, l4) == 0.0
     np.testing.assert_array_equal(untracked["center_index"], first["center_index"][::-1])
 
 
 def _record_refresh_labels(monkeypatch):
     import deepclust.methods.tdec as T
 
-    real, seen = T._head_assign, []
+    real, seen = T.head_assign, []
 
     def head(*args, **kwargs):
         out = real(*args, **kwargs)
         seen.append(out["q"].argmax(1).cpu().numpy())
         return out
 
-    monkeypatch.setattr(T, "_head_assign", head)
+    monkeypatch.setattr(T, "head_assign", head)
     return seen
 
 
@@ -260,7 +203,7 @@ def test_refreshes_keep_cluster_identity_and_the_stop_rule_fires(monkeypatch, tr
     """Every second refresh gets its density peaks in reversed order. With track_centers the
     labels keep their numbers across refreshes; either way the stop test compares partitions,
     so it fires once the partition is stable (the raw indices alone would never agree)."""
-    from deepclust.methods.tdec import _label_change
+    from deepclust.cluster.matching import label_change
 
     X, _ = _images()
     _reversing_peaks(monkeypatch)
@@ -272,11 +215,11 @@ def test_refreshes_keep_cluster_identity_and_the_stop_rule_fires(monkeypatch, tr
     assert "tol=0.02" in m.selection_
     train = seen[:-1]  # the training refreshes; seen[-1] is the final pass
     assert len(train) >= 2 and m.diagnostics_["n_refresh"] == len(seen)
-    part = [_label_change(a, b) for a, b in zip(train, train[1:])]
+    part = [label_change(a, b) for a, b in zip(train, train[1:])]
     # the fit stopped at the first refresh whose partition changed by less than tol
     assert part[-1] < kw["tol"] and all(p >= kw["tol"] for p in part[:-1]), part
     raw = [float(np.mean(a != b)) for a, b in zip(seen, seen[1:])]
-    part_all = [_label_change(a, b) for a, b in zip(seen, seen[1:])]
+    part_all = [label_change(a, b) for a, b in zip(seen, seen[1:])]
     if track:  # numbers keep their meaning: the raw disagreement is the partition change
         assert raw == pytest.approx(part_all)
     else:  # the stopping refresh renumbered the clusters (all but the middle centre)
@@ -400,16 +343,16 @@ def test_dr_fit_on_the_whole_set_sees_the_whole_set_affinities():
 
 
 def test_dr_early_exaggeration_covers_the_first_epochs_only(monkeypatch):
-    import deepclust.methods.tdec as tdec_mod
+    import deepclust.nn.tsne_map as tsne_map
 
     factors = []
-    real_terms = tdec_mod.dim_reduction_terms
+    real_terms = tsne_map.dim_reduction_terms
 
     def spy(*args, exaggeration=1.0, **kw):
         factors.append(exaggeration)
         return real_terms(*args, exaggeration=exaggeration, **kw)
 
-    monkeypatch.setattr(tdec_mod, "dim_reduction_terms", spy)
+    monkeypatch.setattr(tsne_map, "dim_reduction_terms", spy)
     X, _ = _images()
     kw = {**TINY, "pretrain_epochs": 2, "epochs": 0, "dr_batch_size": 128}
     m = TDEC(n_clusters=3, random_state=0, dr_epochs=5, dr_exaggeration=12.0, dr_exaggeration_epochs=2,
@@ -499,16 +442,16 @@ def test_dr_fit_fixed_parts_compute_each_part_affinities_once(monkeypatch):
     """``dr_fixed_batches``: the DR fit visits one seeded partition into near-equal parts, and
     each part's input affinities (eq. 11) are computed once however many epochs run; its own
     learning rate ``dr_fit_lr`` reaches the DR-only stage's optimiser."""
-    import deepclust.methods.tdec as tdec_mod
+    import deepclust.nn.tsne_map as tsne_map
 
     calls = []
-    real = tdec_mod.joint_gaussian_affinity
+    real = tsne_map.joint_gaussian_affinity
 
     def spy(w, perplexity=30.0):
         calls.append(len(w))
         return real(w, perplexity)
 
-    monkeypatch.setattr(tdec_mod, "joint_gaussian_affinity", spy)
+    monkeypatch.setattr(tsne_map, "joint_gaussian_affinity", spy)
     rates = []
     real_adam = torch.optim.Adam
 
@@ -516,7 +459,7 @@ def test_dr_fit_fixed_parts_compute_each_part_affinities_once(monkeypatch):
         rates.append(lr)
         return real_adam(params, lr=lr, **kw)
 
-    monkeypatch.setattr(tdec_mod.torch.optim, "Adam", adam)
+    monkeypatch.setattr(torch.optim, "Adam", adam)
     X = np.random.default_rng(0).random((45, 1, 8, 8), dtype=np.float32)
     m = TDEC(n_clusters=3, transformer=False, hidden_dims=(16, 16, 32), latent_dim=4, dr_dims=(8, 8, 8),
              pretrain_epochs=1, epochs=0, batch_size=16, dr_epochs=4, dr_batch_size=20, dr_perplexity=5.0,
@@ -532,10 +475,10 @@ def test_clustering_stage_without_dim_loss_keeps_the_fitted_map(monkeypatch):
     """``dim_loss_in_clustering=False`` with ``clu_to_dr=False``: the clustering stage records no
     L_dim and leaves the DR block's weights exactly as the DR-only fit left them (the encoder
     still trains); ``map_dim_end`` reports the final map's L_dim, a label-free check."""
-    import deepclust.methods.tdec as tdec_mod
+    import deepclust.training as training
 
     snap = {}
-    real_loop = tdec_mod.fit_loop
+    real_loop = training.fit_loop
 
     def loop(**kw):
         if kw.get("stage") == "cluster":
@@ -545,7 +488,7 @@ def test_clustering_stage_without_dim_loss_keeps_the_fitted_map(monkeypatch):
             snap["net"] = net
         return real_loop(**kw)
 
-    monkeypatch.setattr(tdec_mod, "fit_loop", loop)
+    monkeypatch.setattr(training, "fit_loop", loop)
     X = np.random.default_rng(0).random((40, 1, 8, 8), dtype=np.float32)
     m = TDEC(n_clusters=3, transformer=False, hidden_dims=(16, 16, 32), latent_dim=4, dr_dims=(8, 8, 8),
              pretrain_epochs=1, epochs=2, batch_size=16, dr_epochs=2, perplexity=4.0, n_neighbors=5,
