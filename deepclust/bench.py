@@ -81,7 +81,7 @@ def run_bench(*, methods: list[str], datasets: list[str], seeds: list[int], pres
             path = results_dir / _results_name(method, dataset, preset, tag)
             runs, failures = [], []
             meta = {"fingerprint": prints[method],
-                    "command": _command(method, dataset, seeds, preset, tag, overrides or [])}
+                    "command": _command(method, dataset, seeds, preset, tag, overrides or [], out)}
             if not present:
                 print(f"[bench] {method} on {dataset}: data not present, skipped", flush=True)
                 payload = {"method": method, "dataset": dataset, "preset": preset, "tag": tag,
@@ -108,7 +108,7 @@ def run_bench(*, methods: list[str], datasets: list[str], seeds: list[int], pres
     return written
 
 
-def _command(method, dataset, seeds, preset, tag, overrides) -> str:
+def _command(method, dataset, seeds, preset, tag, overrides, out: Path = Path("benchmarks")) -> str:
     """The command that reproduces a results file (run from the checkout)."""
     cmd = f"deepclust bench --methods {method} --datasets {dataset} --seeds {','.join(map(str, seeds))}"
     if preset != "fast":
@@ -117,7 +117,7 @@ def _command(method, dataset, seeds, preset, tag, overrides) -> str:
         cmd += f" --tag {tag}"
     if overrides:
         cmd += " --set " + " ".join(f"'{o}'" if any(c in o for c in " \"'()[]") else o for o in overrides)
-    return cmd + " --out benchmarks"
+    return cmd + f" --out {out}"
 
 
 def _payload(method, dataset, preset, tag, overrides, runs, failures, meta) -> dict:

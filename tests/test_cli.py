@@ -120,7 +120,9 @@ def test_bench_writes_results_and_table(tmp_path, capsys):
     res = json.loads((tmp_path / "results" / "kmeans__digits__fast.json").read_text())
     assert [r["seed"] for r in res["runs"]] == [0, 1] and res["status"] == "ok"
     table = (tmp_path / "RESULTS.md").read_text()
-    assert "### digits" in table and "| kmeans | fast | 0,1 |" in table
+    assert "### digits" in table and "| kmeans | 0,1 |" in table
+    assert res["fingerprint"] and res["command"] == (f"deepclust bench --methods kmeans --datasets digits --seeds 0,1 "
+                                                     f"--set n_init=2 --out {tmp_path}")
     assert "data not present" in table  # paviau's cube is not in the shared data
 
 
@@ -132,7 +134,7 @@ def test_bench_keep_leaves_each_run_with_pictures(tmp_path, capsys):
     run_dir = keep / "kmeans__digits__fast__k1" / "seed3"
     record = json.loads((run_dir / "metrics.json").read_text())
     assert record["seed"] == 3 and (run_dir / "confusion.png").exists()
-    assert "| kmeans [k1] | fast | 3 |" in (tmp_path / "RESULTS.md").read_text()
+    assert "| kmeans [k1] | 3 |" in (tmp_path / "RESULTS.md").read_text()
 
 
 def test_datasets_and_methods_listing(capsys):

@@ -41,9 +41,6 @@ from deepclust.training import History, device_data, fit_loop, minibatches, take
 
 __all__ = ["RECAL", "segment_scene", "run_segment", "save_recal", "load_recal"]
 
-# benchmarks/bench_recal_scene_baseline.py reads and scales a scene as `deepclust segment` does
-_load_scene, _scale_bands = read_scene, scale_bands
-
 _VIRTUAL_MODES = ("paper", "exact")
 
 
