@@ -13,8 +13,7 @@ defaults, i.e. off).
 ``fast``: a CPU budget on 2 shared cores — a 2-block encoder with narrower encoding layers
 (256-256-1024), Adam lr 1e-3 (lr 0.01 made the clustering space collapse in our CPU runs: dc fell
 to 1e-3 on Digits), batch 64 on the small sets (more steps per epoch), few epochs. Every loss
-term, the density-peak head and Algorithm 1 are kept. Measurements (``benchmarks/
-notes_tdec2.md``, chosen by a label-free criterion, see ``docs/methods/tdec.md``):
+term, the density-peak head and Algorithm 1 are kept. Chosen by a label-free criterion (``docs/methods/tdec.md``):
 
 * ``dr_epochs``: after pretraining, the DR block alone is fitted on L_dim over the fixed clean
   features (finishing Algorithm 1 line 1 over v), about 1,400 mini-batch steps per data set;

@@ -151,22 +151,27 @@ def test_bad_input():
         m.fit(cube, mask=mask[:5])
 
 
+def _patches_and_untrained_ae(cube, mask):
+    from deepclust.data.scene import ScenePatches, ScenePreprocessor
+    from deepclust.nn.conv_ae import ConvPatchAutoencoder
+
+    rows, cols = np.nonzero(mask)
+    src = ScenePatches(ScenePreprocessor(4).fit(cube).transform(cube), rows, cols, 3)
+    src.set_normalisation(*src.feature_stats(scaling="global"))
+    with seeded_init(0):
+        ae = ConvPatchAutoencoder(4, 3, channels=4)
+    return src, src.materialize(), ae
+
+
 def test_umap_init_is_umap_kmeans_on_the_codes():
     pytest.importorskip("umap")
-    from deepclust.data.scene import ScenePatches, ScenePreprocessor
     from deepclust.methods.scdsc_init import umap_partition
     from deepclust.methods.umap_kmeans import UMAPKMeans
-    from deepclust.nn.conv_ae import ConvPatchAutoencoder
     from deepclust.nn.pretrain import encode_all
     from deepclust.presets.umap_kmeans import PRESETS
 
     cube, gt, mask = tiny_scene()
-    rows, cols = np.nonzero(mask)
-    src = ScenePatches(ScenePreprocessor(4).fit(cube).transform(cube), rows, cols, 3)
-    src.set_normalisation(*src.feature_stats(scaling="global"))
-    X = src.materialize()
-    with seeded_init(0):
-        ae = ConvPatchAutoencoder(4, 3, channels=4)
+    src, X, ae = _patches_and_untrained_ae(cube, mask)
     labels, info = umap_partition(ae, src, X, 3, sample=None, seed=0, device="cpu")
     z = encode_all(ae, X, batch_size=64, device="cpu")
     ref = UMAPKMeans(n_clusters=3, random_state=0, **PRESETS["fast"]["default"]).fit(z).labels_
@@ -182,17 +187,10 @@ def test_umap_init_is_umap_kmeans_on_the_codes():
 
 
 def test_given_initial_partition_is_used():
-    from deepclust.data.scene import ScenePatches, ScenePreprocessor
-    from deepclust.nn.conv_ae import ConvPatchAutoencoder
     from deepclust.nn.subspace import initial_bases
 
     cube, gt, mask = tiny_scene()
-    rows, cols = np.nonzero(mask)
-    src = ScenePatches(ScenePreprocessor(4).fit(cube).transform(cube), rows, cols, 3)
-    src.set_normalisation(*src.feature_stats(scaling="global"))
-    X = src.materialize()
-    with seeded_init(0):
-        ae = ConvPatchAutoencoder(4, 3, channels=4)
+    src, X, ae = _patches_and_untrained_ae(cube, mask)
     given = (gt[mask] - 1).astype(np.int64)
     kw = dict(mini=None, sample=None, n_init=2, seed=0, backend="sklearn", min_size=0, repair=False,
               rng=np.random.default_rng(0), device="cpu")
