@@ -20,6 +20,7 @@ Run as a script it prints ``{method: fingerprint}`` as JSON for the methods name
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib
 import json
@@ -27,7 +28,7 @@ import sys
 
 import numpy as np
 
-__all__ = ["probe", "fingerprint", "PROBED"]
+__all__ = ["probe", "fingerprint", "current_fingerprint", "PROBED"]
 
 #: every registered method has a probe
 PROBED = ("scdsc", "tdec", "pici", "cc", "recal", "dec", "idec", "edesc", "kmeans", "finch", "umap-kmeans",
@@ -178,6 +179,12 @@ def fingerprint(method: str) -> str:
         "history": _rounded(history.to_dict()) if history is not None else None,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@functools.cache
+def current_fingerprint(method: str) -> str:
+    """:func:`fingerprint`, computed once per process (what the freshness tests compare with)."""
+    return fingerprint(method)
 
 
 if __name__ == "__main__":

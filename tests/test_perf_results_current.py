@@ -8,24 +8,22 @@ from __future__ import annotations
 
 import json
 import runpy
-from functools import cache
 from pathlib import Path
 
 import pytest
 
 import deepclust
-from deepclust.fingerprint import fingerprint
+from deepclust.fingerprint import current_fingerprint
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = sorted((ROOT / "benchmarks" / "results").glob("perf__*.json"))
 FIELDS = {"date", "deepclust_version", "command", "machine", "fingerprints"}
 
 
-@cache
 def _current(method: str) -> str:
     if method == "umap-kmeans":
         pytest.importorskip("umap")
-    return fingerprint(method)
+    return current_fingerprint(method)  # once per process, shared by both freshness tests
 
 
 @pytest.mark.parametrize("path", FILES, ids=[f.name for f in FILES])

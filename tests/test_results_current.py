@@ -7,23 +7,21 @@ here: re-run its command (``deepclust bench ... --out benchmarks``) or move the 
 from __future__ import annotations
 
 import json
-from functools import cache
 from pathlib import Path
 
 import pytest
 
 import deepclust
-from deepclust.fingerprint import PROBED, fingerprint, probe
+from deepclust.fingerprint import PROBED, current_fingerprint, fingerprint, probe
 
 ROOT = Path(__file__).resolve().parents[1]
 FILES = sorted(f for f in (ROOT / "benchmarks" / "results").glob("*.json") if not f.name.startswith("perf__"))
 
 
-@cache
 def _current(method: str) -> str:
     if method == "umap-kmeans":
         pytest.importorskip("umap")
-    return fingerprint(method)
+    return current_fingerprint(method)  # once per process, shared by both freshness tests
 
 
 def test_every_method_has_a_probe():

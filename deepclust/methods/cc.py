@@ -26,7 +26,7 @@ from deepclust.distributed import drop_short_last
 from deepclust.losses.contrastive import cluster_contrastive_loss, instance_contrastive_loss
 from deepclust.metrics import size_summary
 from deepclust.nn import seeded_init
-from deepclust.nn.heads import ClusterHead, InstanceHead
+from deepclust.nn.heads import ClusterHead, InstanceHead, embed_with_heads
 from deepclust.nn.resnet import ResNet
 from deepclust.training import History, device_data, fit_loop, minibatches, take_rows
 
@@ -109,19 +109,6 @@ def _train_cc(
         resume=resume,
         verbose=verbose,
     )
-
-
-@torch.no_grad()
-def _embed(model: CCNet, augmenter: ViewAugmenter, X: torch.Tensor, device: torch.device, batch_size: int = 256):
-    """(h, z, c) of un-augmented images, in eval mode (BatchNorm running statistics)."""
-    model.eval()
-    hs, zs, cs = [], [], []
-    for start in range(0, X.shape[0], batch_size):
-        h = model.forward_features(augmenter.weak(X[start : start + batch_size].to(device)))
-        hs.append(h.cpu())
-        zs.append(model.instance_head(h).cpu())
-        cs.append(model.cluster_head(h).cpu())
-    return torch.cat(hs), torch.cat(zs), torch.cat(cs)
 
 
 class ContrastiveClustering(DeepClusterer):
@@ -250,7 +237,7 @@ class ContrastiveClustering(DeepClusterer):
         )
         self.model_ = model
         self._augmenter = augmenter
-        _, z, c = _embed(model, augmenter, Xt, self.device_)
+        _, z, c = embed_with_heads(model, Xt, view=augmenter.weak, device=self.device_)
         self.labels_ = c.argmax(dim=1).numpy().astype(np.int64)
         kmeans_labels, _ = kmeans_codes(z.numpy().astype(np.float64), int(self.n_clusters), n_init=10, seed=self.seed_)
         self.extra_labels_ = {"kmeans_instance": kmeans_labels}
@@ -263,7 +250,7 @@ class ContrastiveClustering(DeepClusterer):
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         X = prepare_images(X)
-        _, _, c = _embed(self.model_, self._augmenter, torch.from_numpy(X), self.device_)
+        _, _, c = embed_with_heads(self.model_, torch.from_numpy(X), view=self._augmenter.weak, device=self.device_)
         return c.argmax(dim=1).numpy().astype(np.int64)
 
     def transform(self, X: np.ndarray) -> np.ndarray:
@@ -272,5 +259,5 @@ class ContrastiveClustering(DeepClusterer):
 
         check_is_fitted(self, "labels_")
         X = prepare_images(check_data(X, kind="images", min_samples=1))
-        h, _, _ = _embed(self.model_, self._augmenter, torch.from_numpy(X), self.device_)
+        h, _, _ = embed_with_heads(self.model_, torch.from_numpy(X), view=self._augmenter.weak, device=self.device_)
         return h.numpy()

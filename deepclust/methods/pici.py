@@ -49,7 +49,7 @@ from deepclust.losses.contrastive import (
     cross_level_loss,
     instance_contrastive_loss,
 )
-from deepclust.nn.heads import ClusterHead, InstanceHead
+from deepclust.nn.heads import ClusterHead, InstanceHead, embed_with_heads
 from deepclust.nn.vit import MaskedAutoencoderViT
 from deepclust.training import History, device_data, fit_loop, minibatches, take_rows
 
@@ -212,7 +212,8 @@ def _train_pici(
             _run_stage(model=model, augmenter=augmenter, X=X, cfg=dataclasses.replace(cfg, cli=False),
                        device=device, generator=generator, stage=stage, epochs=epochs, history=history,
                        history_stage="boost_no_cli", checkpoint_path=None, resume=False, verbose=verbose)
-            _, _, c = _embed(model, augmenter, X, device, max(cfg.batch_size, 256))
+            _, _, c = embed_with_heads(model, X, view=augmenter.weak, device=device,
+                                       batch_size=max(cfg.batch_size, 256))
             branch_labels = c.argmax(dim=1).numpy().astype(np.int64)
             model.load_state_dict(saved_model)
             generator.set_state(saved_rng)
@@ -252,24 +253,6 @@ def _run_stage(*, model, augmenter, X, cfg, device, generator, stage, epochs, hi
         clip_grad_norm=cfg.grad_clip,
         verbose=verbose,
     )
-
-
-@torch.no_grad()
-def _embed(
-    model: nn.Module, augmenter: ViewAugmenter, X: torch.Tensor, device: torch.device, batch_size: int
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """Features h, instance projections z and cluster probabilities c of un-augmented images."""
-    model.eval()
-    hs, zs, cs = [], [], []
-    for start in range(0, X.shape[0], batch_size):
-        x = augmenter.weak(X[start : start + batch_size].to(device))
-        h = model.forward_features(x)
-        hs.append(h.cpu())
-        if model.instance_head is not None:
-            zs.append(model.instance_head(h).cpu())
-        if model.cluster_head is not None:
-            cs.append(model.cluster_head(h).cpu())
-    return torch.cat(hs), (torch.cat(zs) if zs else None), (torch.cat(cs) if cs else None)
 
 
 class PICI(DeepClusterer):
@@ -537,7 +520,8 @@ class PICI(DeepClusterer):
         }
 
     def _assign(self, Xt: torch.Tensor, *, fit: bool) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        h, z, c = _embed(self.model_, self._augmenter, Xt, self.device_, max(int(self.batch_size), 256))
+        h, z, c = embed_with_heads(self.model_, Xt, view=self._augmenter.weak, device=self.device_,
+                                   batch_size=max(int(self.batch_size), 256))
         extra: dict[str, np.ndarray] = {}
         if z is not None:
             from sklearn.cluster import KMeans
@@ -567,5 +551,5 @@ class PICI(DeepClusterer):
 
         check_is_fitted(self, "labels_")
         X = prepare_images(check_data(X, kind="images", min_samples=1))
-        h, _, _ = _embed(self.model_, self._augmenter, torch.from_numpy(X), self.device_, 256)
+        h, _, _ = embed_with_heads(self.model_, torch.from_numpy(X), view=self._augmenter.weak, device=self.device_)
         return h.numpy()
