@@ -167,8 +167,8 @@ def test_every_deep_method_takes_precision(method):
 
 
 def test_non_deep_methods_have_no_precision():
-    assert set(DEEP) | {"kmeans", "finch", "umap-kmeans"} == set(METHODS)
-    for name in ("kmeans", "finch", "umap-kmeans"):
+    assert set(DEEP) | {"kmeans", "finch", "umap-kmeans", "patch-kmeans"} == set(METHODS)
+    for name in ("kmeans", "finch", "umap-kmeans", "patch-kmeans"):
         assert "precision" not in get_method(name)().get_params()
 
 
