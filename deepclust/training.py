@@ -57,8 +57,8 @@ from deepclust.distributed import world_size as dist_world_size
 
 __all__ = [
     "History", "fit_loop", "fit_self_training", "minibatches", "atomic_torch_save", "load_checkpoint", "pack_state",
-    "unpack_state",
-    "average_buffers", "PRECISIONS", "check_precision", "resolve_precision", "default_precision",
+    "unpack_state", "average_buffers", "recompute_batchnorm_stats",
+    "PRECISIONS", "check_precision", "resolve_precision", "default_precision",
     "fp32_under_autocast", "device_data", "take_rows", "observe_batches",
 ]
 
@@ -635,6 +635,34 @@ def average_buffers(model: torch.nn.Module) -> None:
             if t.is_floating_point():
                 dist.all_reduce(t.data, op=dist.ReduceOp.SUM)
                 t.data.div_(w)
+
+
+@torch.no_grad()
+def recompute_batchnorm_stats(model: torch.nn.Module, X, *, forward: Callable, batch_size: int, device) -> None:
+    """Set every BatchNorm's running statistics to those of the rows of ``X`` under the current
+    weights: statistics reset, cumulative average (``momentum=None``), the BatchNorms alone in
+    train mode (dropout and the rest keep their mode), one pass of ``forward`` over the rows in
+    batches of ``batch_size``. Running averages with a momentum lag the weights (a short run's
+    eval-mode network then normalises with statistics of earlier weights); these do not. Under a
+    process group each rank passes its shard and the statistics are averaged over the ranks."""
+    from deepclust.distributed import shard_range
+
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return
+    saved = [(m.momentum, m.training) for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+        m.train()
+    lo, hi = shard_range(X.shape[0])
+    for a in range(lo, hi, batch_size):
+        forward(X[a : min(hi, a + batch_size)].to(device))
+    for m, (mom, tr) in zip(bns, saved):
+        m.momentum = mom
+        m.train(tr)
+    if dist_world_size() > 1:
+        average_buffers(model)
 
 
 def _broadcast_module(model: torch.nn.Module) -> None:

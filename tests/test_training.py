@@ -111,3 +111,22 @@ def test_history_roundtrip():
     h.add("pretrain", {"rec": 0.5})
     assert History.from_dict(h.to_dict()).stages == {"pretrain": {"rec": [1.0, 0.5]}}
     assert np.isclose(h.stages["pretrain"]["rec"][-1], 0.5)
+
+
+def test_recompute_batchnorm_stats_gives_the_data_statistics_and_keeps_modes():
+    import torch
+
+    from deepclust.training import recompute_batchnorm_stats
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Dropout(0.5))
+    net.eval()
+    X = torch.randn(64, 3) * 3 + 1
+    recompute_batchnorm_stats(net, X, forward=net, batch_size=16, device="cpu")
+    h = net[0](X).detach()
+    bn = net[1]
+    # cumulative average of the four equal batches' statistics: the data mean exactly, the mean
+    # of the per-batch unbiased variances
+    torch.testing.assert_close(bn.running_mean, h.mean(0))
+    torch.testing.assert_close(bn.running_var, torch.stack([c.var(0) for c in h.split(16)]).mean(0))
+    assert bn.momentum == 0.1 and not bn.training and not net[2].training  # modes and momentum back

@@ -37,7 +37,7 @@ from deepclust.cluster.matching import jaccard_consensus
 from deepclust.data.patch_grid import blocks_to_map, grid_patches, read_scene, scale_bands
 from deepclust.losses.recal import exact_virtual_batch_backward, paper_virtual_batch_loss, recal_entropies
 from deepclust.nn.vgg import VGG16BN, auto_n_blocks, load_vgg16_bn_weights
-from deepclust.training import History, device_data, fit_loop, minibatches, take_rows
+from deepclust.training import History, device_data, fit_loop, minibatches, recompute_batchnorm_stats, take_rows
 
 __all__ = ["RECAL", "segment_scene", "run_segment", "save_recal", "load_recal"]
 
@@ -81,6 +81,11 @@ class RECAL(DeepClusterer):
     kmeans_n_init : int, default 10
         Restarts of k-means on the learned features (``extra_labels_["kmeans"]``).
     eval_batch_size : int, default 1024
+    recalibrate_bn : bool, default True
+        Before the readout, set the BatchNorm statistics to those of the training images under
+        the final weights (:func:`deepclust.training.recompute_batchnorm_stats`). The running
+        averages lag the weights, which collapses a short run's eval-mode readout; ``False`` (the
+        ``paper`` preset) reads out with the running averages, as the paper's code would.
     checkpoint_path : str or None; checkpoint_every : int; resume : bool
         Checkpointing through the shared training loop.
     random_state : int or None
@@ -123,6 +128,7 @@ class RECAL(DeepClusterer):
         pretrained: str | None = None,
         kmeans_n_init: int = 10,
         eval_batch_size: int = 1024,
+        recalibrate_bn: bool = True,
         checkpoint_path: str | None = None,
         checkpoint_every: int = 0,
         resume: bool = False,
@@ -148,6 +154,7 @@ class RECAL(DeepClusterer):
         self.pretrained = pretrained
         self.kmeans_n_init = kmeans_n_init
         self.eval_batch_size = eval_batch_size
+        self.recalibrate_bn = recalibrate_bn
         self.checkpoint_path = checkpoint_path
         self.checkpoint_every = checkpoint_every
         self.resume = resume
@@ -210,6 +217,9 @@ class RECAL(DeepClusterer):
             resume=bool(self.resume), verbose=bool(self.verbose),
         )
         self.model_ = model
+        if self.recalibrate_bn:  # label-free: the statistics of the training images, no running lag
+            recompute_batchnorm_stats(model, Xt, forward=lambda x: model.forward_head(model.forward_features(x)),
+                                      batch_size=int(self.eval_batch_size), device=self.device_)
         logits, feats = self._infer_all(Xt)
         # eq. 1; rank 0's labels and k-means on every rank (one process: as computed)
         self.labels_ = ddp.broadcast_array(logits.argmax(1).numpy().astype(np.int64))

@@ -29,7 +29,7 @@ from deepclust.cluster.kmeans import kmeans_codes, kmeans_nondegenerate, repair_
 from deepclust.cluster.subspace import init_bases, init_bases_gram
 from deepclust.losses.subspace import basis_constraint, subspace_affinity
 from deepclust.nn.pretrain import encode_all
-from deepclust.training import average_buffers
+from deepclust.training import recompute_batchnorm_stats
 
 if TYPE_CHECKING:
     from deepclust.data.scene import ScenePatches
@@ -262,26 +262,10 @@ def project_unit_columns(D: torch.Tensor) -> None:
 @torch.no_grad()
 def recalibrate_batchnorm(net: torch.nn.Module, X, *, chunk: int, device) -> None:
     """Set every BatchNorm's running statistics to those of the clustered pixels under the
-    current weights (one pass in train mode, cumulative average over chunks; one chunk on the
-    full-batch path, i.e. exactly the statistics joint training normalised with), so that the
+    current weights (one pass of the autoencoder, cumulative average over chunks; one chunk on
+    the full-batch path, i.e. exactly the statistics joint training normalised with), so that the
     eval-mode network used by ``predict`` computes the soft assignments training saw."""
-    bns = [m for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    if not bns:
-        return
-    saved = [(m.momentum, m.training) for m in bns]
-    for m in bns:
-        m.reset_running_stats()
-        m.momentum = None  # cumulative average
-        m.train()
-    n = X.shape[0]
-    lo, hi = ddp.shard_range(n)
-    for a in range(lo, hi, chunk):
-        net.autoencoder(X[a : min(hi, a + chunk)].to(device))  # encoder and decoder BatchNorms
-    for m, (mom, tr) in zip(bns, saved):
-        m.momentum = mom
-        m.train(tr)
-    if ddp.world_size() > 1:
-        average_buffers(net)
+    recompute_batchnorm_stats(net, X, forward=net.autoencoder, batch_size=chunk, device=device)
 
 
 def initial_bases(

@@ -1,13 +1,16 @@
 """RECAL presets. ``paper``: VGG16-BN at full width with the paper's SGD (lr 1e-4, momentum
 0.9); the paper gives no epoch count, batch size or lambda, so those are our choices.
 ``fast``: a CPU budget (2 cores): a quarter-width VGG, a larger learning rate (from scratch the
-paper's lr 1e-4 barely moves in a few epochs) and few epochs."""
+paper's lr 1e-4 barely moves in a few epochs) and few epochs; the readout with BatchNorm
+statistics recomputed under the final weights (the class default ``recalibrate_bn=True``: the
+running averages lag a short run's weights; label-free)."""
 
 PRESETS = {
     "paper": {
         "default": {
             "width": 1.0, "lr": 1e-4, "momentum": 0.9, "batch_size": 256,
             "virtual_batches": 4, "virtual_batch": "paper", "epochs": 50, "lambda_": 1.0,
+            "recalibrate_bn": False,
         },
     },
     "fast": {
