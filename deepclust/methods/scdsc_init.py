@@ -3,7 +3,7 @@
 Algorithm 1 of the paper starts the joint training from k-means on the autoencoder's codes.
 k-means in the 1,568-D code space cuts the scene's elongated, curved clusters badly (on
 Salinas-A: OA 0.857 for k-means on the codes, 0.9996 for UMAP + k-means on the same codes,
-seed 0), and the joint training keeps most of what its start gets wrong. ``SCDSC(init="umap")``
+seed 0), and the joint training keeps much of what its start gets wrong. ``SCDSC(init="umap")``
 clusters the codes as the ``umap-kmeans`` baseline clusters its inputs, with that method's
 settings (umap-learn's recommendation for clustering: PCA 50, 30 neighbours, ``min_dist=0``,
 10 dimensions, k-means with 10 restarts; :mod:`deepclust.presets.umap_kmeans`), the same for
