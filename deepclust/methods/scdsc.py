@@ -403,14 +403,15 @@ class SCDSC(DeepClusterer):
         # mini-clusters' mean codes), repaired if degenerate, then the bases by SVD
         t0 = time.perf_counter()
         min_size = min_cluster_size(n, k, self.min_cluster_share)
-        given = None
+        given = codes = None
         if self.init == "umap":  # UMAP + k-means on the codes (a deviation: module scdsc_init)
-            given, info = umap_partition(ae, source, Xt, k, sample=self.kmeans_sample, seed=self.seed_, device=dev)
+            given, info, codes = umap_partition(ae, source, Xt, k, sample=self.kmeans_sample, seed=self.seed_,
+                                                device=dev)
             diag.update(info)
         init_labels, D0, info = initial_bases(
-            ae, source, Xt, k, d, init="given" if given is not None else self.init, mini=mini,
-            sample=self.kmeans_sample, n_init=int(self.kmeans_n_init), seed=self.seed_, backend=self.kmeans_backend,
-            min_size=min_size, repair=bool(self.init_repair), rng=self._rng, device=dev, labels=given)
+            ae, source, Xt, k, d, init="given" if given is not None else self.init, mini=mini, labels=given,
+            codes=codes, sample=self.kmeans_sample, n_init=int(self.kmeans_n_init), seed=self.seed_,
+            backend=self.kmeans_backend, min_size=min_size, repair=bool(self.init_repair), rng=self._rng, device=dev)
         with torch.no_grad():
             net.D.copy_(torch.from_numpy(D0))
         diag.update(info)

@@ -20,14 +20,16 @@ import numpy as np
 import torch
 
 from deepclust.nn.pretrain import encode_all
+from deepclust.nn.subspace import nearest_centre_labels
 
 __all__ = ["umap_partition"]
 
 
 def umap_partition(ae: torch.nn.Module, source, X, k: int, *, sample: int | None, seed: int, device,
-                   batch: int = 8192) -> tuple[np.ndarray, dict]:
-    """(N,) labels of the rows of ``X`` (``source`` yields the same rows in batches) and a
-    ``diagnostics_`` entry saying how they were obtained."""
+                   batch: int = 8192) -> tuple[np.ndarray, dict, np.ndarray | None]:
+    """(N,) labels of the rows of ``X`` (``source`` yields the same rows in batches), a
+    ``diagnostics_`` entry saying how they were obtained, and the (N, latent) codes of all rows
+    when they were computed (at most ``sample`` rows; else None), for the bases."""
     from deepclust.methods.umap_kmeans import UMAPKMeans
     from deepclust.presets.umap_kmeans import PRESETS
 
@@ -36,20 +38,13 @@ def umap_partition(ae: torch.nn.Module, source, X, k: int, *, sample: int | None
     if sample is None or n <= int(sample):
         z = encode_all(ae, X, batch_size=batch, device=device)
         labels = UMAPKMeans(n_clusters=k, random_state=seed, **settings).fit(z).labels_
-        return np.asarray(labels, dtype=np.int64), {"init_umap": f"UMAP + k-means on the codes of all {n} pixels"}
+        return (np.asarray(labels, dtype=np.int64), {"init_umap": f"UMAP + k-means on the codes of all {n} pixels"},
+                z)
     idx = np.sort(np.random.default_rng(seed).choice(n, int(sample), replace=False))
     zs = encode_all(ae, source[torch.from_numpy(idx)], batch_size=batch, device=device)
     lab_s = np.asarray(UMAPKMeans(n_clusters=k, random_state=seed, **settings).fit(zs).labels_)
     centres = np.stack([zs[lab_s == c].mean(0) if (lab_s == c).any() else np.full(zs.shape[1], np.inf)
-                        for c in range(k)]).astype(np.float32)
-    C = torch.from_numpy(centres).to(device)
-    labels = np.empty(n, dtype=np.int64)
-    was = ae.training
-    ae.eval()
-    with torch.no_grad():
-        for a in range(0, n, batch):
-            z = ae.encode(source[slice(a, a + batch)].to(device))
-            labels[a : a + z.shape[0]] = torch.cdist(z, C).argmin(1).cpu().numpy()
-    ae.train(was)
+                        for c in range(k)])
+    labels = nearest_centre_labels(ae, source, centres, batch=batch, device=device)
     return labels, {"init_umap": f"UMAP + k-means on a seeded sample of {sample} codes; "
-                                 "every pixel labelled by the nearest cluster mean code"}
+                                 "every pixel labelled by the nearest cluster mean code"}, None

@@ -109,14 +109,24 @@ def sampled_init(
         lab_s, centres = kmeans_codes(zs, k, n_init=n_init, seed=seed, backend=backend)
         D = init_bases_gram(zs, lab_s, k, d, rng=rng)
         del zs
-        C = torch.from_numpy(np.asarray(centres, dtype=np.float32)).to(device)  # (k, latent)
-        labels = np.empty(n, dtype=np.int64)
-        for a in range(0, n, batch):
-            z = ae.encode(source[slice(a, a + batch)].to(device))  # (b, latent)
-            dist = (z * z).sum(1, keepdim=True) - 2.0 * z @ C.T + (C * C).sum(1)  # (b, k)
-            labels[a : a + z.shape[0]] = dist.argmin(1).cpu().numpy()
     ae.train(was)
-    return labels, D
+    return nearest_centre_labels(ae, source, centres, batch=batch, device=device), D
+
+
+@torch.no_grad()
+def nearest_centre_labels(ae: torch.nn.Module, source, centres: np.ndarray, *, batch: int, device) -> np.ndarray:
+    """(N,) label of every row of ``source``: the nearest of the (k, latent) ``centres`` to its
+    code, encoded in chunks (eval mode; the (N, latent) codes are never held)."""
+    C = torch.from_numpy(np.asarray(centres, dtype=np.float32)).to(device)  # (k, latent)
+    labels = np.empty(len(source), dtype=np.int64)
+    was = ae.training
+    ae.eval()
+    for a in range(0, len(source), batch):
+        z = ae.encode(source[slice(a, a + batch)].to(device))  # (b, latent)
+        dist = (z * z).sum(1, keepdim=True) - 2.0 * z @ C.T + (C * C).sum(1)  # (b, k)
+        labels[a : a + z.shape[0]] = dist.argmin(1).cpu().numpy()
+    ae.train(was)
+    return labels
 
 
 def minicluster_init(
@@ -271,7 +281,7 @@ def recalibrate_batchnorm(net: torch.nn.Module, X, *, chunk: int, device) -> Non
 def initial_bases(
     ae: nn.Module, source: ScenePatches, X, k: int, d: int, *, init: str, mini: np.ndarray | None,
     sample: int | None, n_init: int, seed: int, backend: str, min_size: int, repair: bool,
-    rng: np.random.Generator, device, labels: np.ndarray | None = None,
+    rng: np.random.Generator, device, labels: np.ndarray | None = None, codes: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """The initial partition (N,) and bases (latent, k*d) of the basis model from the pretrained
     encoder ``ae`` (SCDSC Algorithm 1: k-means on the codes, then each cluster's SVD basis).
@@ -280,7 +290,8 @@ def initial_bases(
     seeded sample of codes (:func:`sampled_init`, never the (N, latent) code matrix).
     ``init="minicluster"``: weighted k-means on the mean codes of the mini-clusters ``mini``
     (:func:`minicluster_init`). ``init="given"``: the partition ``labels`` computed by the caller
-    (SCDSC's UMAP start, :func:`deepclust.methods.scdsc_init.umap_partition`). With ``repair``,
+    (SCDSC's UMAP start, :func:`deepclust.methods.scdsc_init.umap_partition`, which passes the
+    ``codes`` of all rows it computed). With ``repair``,
     restarts leaving a cluster under ``min_size`` rows are rejected and a degenerate partition is
     repaired (:mod:`deepclust.cluster.kmeans`; the repair needs all codes, so it is skipped above
     ``sample``). ``source`` yields the rows of ``X``
@@ -300,7 +311,7 @@ def initial_bases(
         elif labels is None or len(labels) != n:
             raise ValueError(f"init='given' needs labels for all {n} rows")
         labels = np.asarray(ddp.broadcast_array(labels), dtype=np.int64)  # rank 0's partition
-        z = encode_all(ae, X, batch_size=8192, device=device) if exact else None
+        z = codes if codes is not None else encode_all(ae, X, batch_size=8192, device=device) if exact else None
         if repair and min_size > 0 and z is not None:
             labels, info["init_repairs"] = repair_partition(z, labels, k, min_size=min_size, seed=seed)
         if z is not None:

@@ -172,13 +172,15 @@ def test_umap_init_is_umap_kmeans_on_the_codes():
 
     cube, gt, mask = tiny_scene()
     src, X, ae = _patches_and_untrained_ae(cube, mask)
-    labels, info = umap_partition(ae, src, X, 3, sample=None, seed=0, device="cpu")
+    labels, info, codes = umap_partition(ae, src, X, 3, sample=None, seed=0, device="cpu")
     z = encode_all(ae, X, batch_size=64, device="cpu")
     ref = UMAPKMeans(n_clusters=3, random_state=0, **PRESETS["fast"]["default"]).fit(z).labels_
     np.testing.assert_array_equal(labels, ref)
+    np.testing.assert_array_equal(codes, z)  # handed on to the bases, not encoded again
     assert "all 165 pixels" in info["init_umap"]
     # above ``sample``: UMAP on a sample, every pixel to the nearest sample-cluster mean code
-    lab_s, info_s = umap_partition(ae, src, X, 3, sample=100, seed=0, device="cpu")
+    lab_s, info_s, none = umap_partition(ae, src, X, 3, sample=100, seed=0, device="cpu")
+    assert none is None
     assert lab_s.shape == (165,) and set(np.unique(lab_s)) <= {0, 1, 2} and "sample of 100" in info_s["init_umap"]
     # the whole fit with the UMAP start: labels_ as predict gives them
     m = SCDSC(n_clusters=3, random_state=0, init="umap", **TINY).fit(cube, mask=mask)
