@@ -63,16 +63,16 @@ def run_bench(*, methods: list[str], datasets: list[str], seeds: list[int], pres
             from deepclust.data import load_dataset
 
             load_dataset(d)  # raises the catalog's error with close matches
-    from deepclust.fingerprint import fingerprint
+    from deepclust.fingerprint import current_fingerprint
 
     out = Path(out)
     results_dir = out / "results"
     prints = {}
-    for m in methods:  # the code's behaviour now, stored with its results (deepclust.fingerprint)
+    for m in methods:  # the code's behaviour now, on each data set, stored with its results
         try:
-            prints[m] = fingerprint(m)
+            prints.update({(m, d): current_fingerprint(m, d, preset) for d in datasets})
         except ImportError as exc:  # an optional dependency missing: the runs will say so
-            prints[m] = f"unavailable: {exc}"
+            prints.update({(m, d): f"unavailable: {exc}" for d in datasets})
     results_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for dataset in datasets:
@@ -80,7 +80,7 @@ def run_bench(*, methods: list[str], datasets: list[str], seeds: list[int], pres
         for method in methods:
             path = results_dir / _results_name(method, dataset, preset, tag)
             runs, failures = [], []
-            meta = {"fingerprint": prints[method],
+            meta = {"fingerprint": prints[(method, dataset)],
                     "command": _command(method, dataset, seeds, preset, tag, overrides or [], out)}
             if not present:
                 print(f"[bench] {method} on {dataset}: data not present, skipped", flush=True)

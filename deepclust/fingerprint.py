@@ -14,8 +14,12 @@ fails when a file in ``benchmarks/results/`` carries another fingerprint than th
 A probe exercises the code paths of the ``fast`` default preset at a tiny size; a change that
 only touches a path the probe does not reach (for example a large-scene branch) is not seen.
 
-Run as a script it prints ``{method: fingerprint}`` as JSON for the methods named (default: all):
-``python -m deepclust.fingerprint tdec dec``.
+Each quality result (``deepclust bench``) stores the fingerprint of its method on its data set and
+preset (the presets entered as the keyword arguments they resolve to there); performance records
+store the method-wide one (all presets).
+
+Run as a script it prints ``{method: fingerprint}`` (method-wide) as JSON for the methods named
+(default: all): ``python -m deepclust.fingerprint tdec dec``.
 """
 
 from __future__ import annotations
@@ -153,16 +157,10 @@ def _rounded(value):
     return value
 
 
-def fingerprint(method: str) -> str:
-    """A hex digest of ``method``'s behaviour: its probe's outcome, its presets, the version."""
+def _probe_outcome(method: str) -> dict:
+    """The probe's fit: its labels and every loss term of every epoch (rounded)."""
     import torch
 
-    import deepclust
-
-    try:
-        presets = importlib.import_module(f"deepclust.presets.{method.replace('-', '_')}").PRESETS
-    except ModuleNotFoundError:  # a method without presets (its class defaults are the probe's)
-        presets = {}
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # reductions in a fixed order: the same bits on every machine of a kind
     try:
@@ -171,20 +169,52 @@ def fingerprint(method: str) -> str:
     finally:
         torch.set_num_threads(threads)
     history = getattr(est, "history_", None)
+    return {"labels": np.asarray(est.labels_).astype(int).tolist(),
+            "history": _rounded(history.to_dict()) if history is not None else None}
+
+
+def _digest(method: str, outcome: dict, dataset: str | None, preset: str | None) -> str:
+    import deepclust
+
+    try:
+        presets = importlib.import_module(f"deepclust.presets.{method.replace('-', '_')}").PRESETS
+    except ModuleNotFoundError:  # a method without presets (its class defaults are the probe's)
+        presets = {}
+    if dataset is not None and presets:
+        from deepclust.presets import get_preset
+
+        presets = {"dataset": dataset, "preset": preset or "fast",
+                   "resolved": get_preset(method, dataset, preset or "fast")}
     payload = {
         "method": method,
         "version": deepclust.__version__,
         "presets": _rounded(json.loads(json.dumps(presets, default=str))),
-        "labels": np.asarray(est.labels_).astype(int).tolist(),
-        "history": _rounded(history.to_dict()) if history is not None else None,
+        **outcome,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def fingerprint(method: str, dataset: str | None = None, preset: str | None = None) -> str:
+    """A hex digest of ``method``'s behaviour: its probe's outcome, the version, and the presets.
+
+    Without ``dataset``: all of the method's presets (what a performance record, which runs parts
+    of a method outside the presets, is compared with). With ``dataset`` (and ``preset``, default
+    ``fast``): the keyword arguments that preset resolves to on that data set
+    (:func:`deepclust.presets.get_preset`) instead, so that a result on one data set stays current
+    when only another data set's preset entry changes; the probe still sees every change to the
+    code and to the ``fast`` default entry."""
+    return _digest(method, _probe_outcome(method), dataset, preset)
+
+
 @functools.cache
-def current_fingerprint(method: str) -> str:
-    """:func:`fingerprint`, computed once per process (what the freshness tests compare with)."""
-    return fingerprint(method)
+def _current_outcome(method: str) -> dict:
+    return _probe_outcome(method)
+
+
+def current_fingerprint(method: str, dataset: str | None = None, preset: str | None = None) -> str:
+    """:func:`fingerprint` with the probe run once per process and method (what the freshness
+    tests compare with)."""
+    return _digest(method, _current_outcome(method), dataset, preset)
 
 
 if __name__ == "__main__":

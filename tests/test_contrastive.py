@@ -10,6 +10,7 @@ from deepclust.losses.contrastive import (
     cluster_contrastive_loss,
     cluster_entropy,
     cross_level_loss,
+    dataset_pseudo_labels,
     instance_contrastive_loss,
     match_pseudo_labels,
     nt_xent,
@@ -108,3 +109,20 @@ def test_cross_level_loss_with_kmeans_and_grad():
     loss = cross_level_loss(z, logits.softmax(1), 2, seed=0)
     loss.backward()
     assert torch.isfinite(loss) and logits.grad is not None
+
+
+def test_dataset_pseudo_labels_hand_case():
+    """Two well-separated groups; k-means finds them and the matching renames them to the head's
+    labels (head says 1 for the first group, 0 for the second, with one disagreement)."""
+    z = np.array([[0.0, 0.0], [0.1, 0.0], [0.0, 0.1], [9.0, 9.0], [9.1, 9.0], [9.0, 9.1]])
+    anchor = np.array([1, 1, 0, 0, 0, 0])
+    got = dataset_pseudo_labels(z, anchor, 2, seed=0)
+    assert got.tolist() == [1, 1, 1, 0, 0, 0]
+
+
+def test_cross_level_loss_with_matched_target_skips_kmeans():
+    c = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.2, 0.2, 0.6]])
+    target = torch.tensor([0, 2, 2])  # used as given: no k-means, no matching
+    loss = cross_level_loss(torch.zeros(3, 2), c, 3, target=target)
+    expected = -(math.log(0.7) + math.log(0.1) + math.log(0.6)) / 3
+    assert loss.item() == pytest.approx(expected, rel=1e-6)

@@ -142,3 +142,28 @@ def test_no_cli_branch_gives_both_rows_and_leaves_main_run_unchanged(images):
     assert both.history_.epochs("boost_no_cli") == 1 and "cli" not in both.history_.stages["boost_no_cli"]
     with pytest.raises(ValueError, match="no_cli_branch"):
         tiny_pici(no_cli_branch=True, cli=False).fit(images)
+
+
+def test_cli_targets_dataset_refreshes_once_per_boost_epoch(images, monkeypatch):
+    """Whole-set CLI targets: one k-means over all 25 samples at the start of each boosting epoch
+    (none per batch); the per-batch mode runs k-means on each view of each batch instead."""
+    import deepclust.losses.contrastive as con
+
+    calls = []
+    real = con._kmeans_labels
+
+    def spy(z, k, seed, n_init):
+        calls.append(len(z))
+        return real(z, k, seed, n_init)
+
+    monkeypatch.setattr(con, "_kmeans_labels", spy)
+    m = tiny_pici(boost_epochs=2).fit(images)
+    assert calls == [25, 25] and m.history_.epochs("boost") == 2
+    calls.clear()
+    tiny_pici(boost_epochs=1, cli_targets="batch").fit(images)
+    assert calls == [10, 10, 10, 10, 5, 5]  # 3 batches of 10, 10, 5 rows, two views each
+
+
+def test_cli_targets_bad_value(images):
+    with pytest.raises(ValueError, match="cli_targets"):
+        tiny_pici(cli_targets="epoch").fit(images)

@@ -18,10 +18,10 @@ ROOT = Path(__file__).resolve().parents[1]
 FILES = sorted(f for f in (ROOT / "benchmarks" / "results").glob("*.json") if not f.name.startswith("perf__"))
 
 
-def _current(method: str) -> str:
+def _current(method: str, dataset: str | None = None, preset: str | None = None) -> str:
     if method == "umap-kmeans":
         pytest.importorskip("umap")
-    return current_fingerprint(method)  # once per process, shared by both freshness tests
+    return current_fingerprint(method, dataset, preset)  # the probe once per process and method
 
 
 def test_every_method_has_a_probe():
@@ -41,6 +41,18 @@ def test_fingerprint_is_deterministic_and_sees_a_change(monkeypatch):
     assert fingerprint("finch") != before
 
 
+def test_a_data_set_fingerprint_sees_its_own_preset_entry_only(monkeypatch):
+    import deepclust.presets.finch as presets
+
+    before = {d: fingerprint("finch", d, "fast") for d in ("digits", "usps")}
+    assert before["digits"] != before["usps"] != fingerprint("finch")  # the data set is part of it
+    fast = presets.PRESETS["fast"]
+    changed = {**presets.PRESETS, "fast": {**fast, "digits": {**fast.get("digits", {}), "metric": "euclidean"}}}
+    monkeypatch.setattr(presets, "PRESETS", changed)
+    assert fingerprint("finch", "digits", "fast") != before["digits"]
+    assert fingerprint("finch", "usps", "fast") == before["usps"]
+
+
 def test_probes_fit_quickly():
     est, args, kwargs, y = probe("kmeans", with_preset=True)
     assert len(est.fit(*args, **kwargs).labels_) == len(y)
@@ -56,6 +68,7 @@ def test_results_file_is_current(path):
             f"{path.name} was measured with deepclust {run.get('deepclust_version')}, this is "
             f"{deepclust.__version__}: {rerun}")
     assert "fingerprint" in payload, f"{path.name} has no behaviour fingerprint: {rerun}"
-    assert payload["fingerprint"] == _current(payload["method"]), (
-        f"{path.name}: {payload['method']} behaves differently from the code that measured it "
-        f"(fingerprint {payload['fingerprint']}, now {_current(payload['method'])}): {rerun}")
+    now = _current(payload["method"], payload["dataset"], payload.get("preset", "fast"))
+    assert payload["fingerprint"] == now, (
+        f"{path.name}: {payload['method']} on {payload['dataset']} behaves differently from the code "
+        f"that measured it (fingerprint {payload['fingerprint']}, now {now}): {rerun}")

@@ -28,6 +28,7 @@ __all__ = [
     "cluster_entropy",
     "match_pseudo_labels",
     "cross_level_loss",
+    "dataset_pseudo_labels",
 ]
 
 
@@ -159,6 +160,16 @@ def _kmeans_labels(z: np.ndarray, k: int, seed: int, n_init: int) -> np.ndarray:
     return km.labels_.astype(np.int64)
 
 
+def dataset_pseudo_labels(z: np.ndarray, anchor: np.ndarray, n_clusters: int, *, seed: int = 0,
+                          n_init: int = 3) -> np.ndarray:
+    """CLI targets over the whole data set (section 3.3, "pseudo-labels of all samples"): k-means
+    on the instance features ``z`` (N, d) of every sample (eqs. 12-13), matched (eq. 14) to the
+    cluster head's labels ``anchor`` (N,) of the same samples. Returns the (N,) matched labels
+    that :func:`cross_level_loss` takes as ``target``."""
+    pseudo = _kmeans_labels(np.asarray(z, dtype=np.float64), n_clusters, seed, n_init)
+    return match_pseudo_labels(pseudo, anchor, n_clusters)
+
+
 @fp32_under_autocast
 def cross_level_loss(
     z: torch.Tensor,
@@ -168,15 +179,20 @@ def cross_level_loss(
     seed: int = 0,
     n_init: int = 3,
     pseudo: np.ndarray | None = None,
+    target: torch.Tensor | None = None,
     eps: float = 1e-12,
 ) -> torch.Tensor:
     """CLI for one view (eqs. 12-15): k-means on the instance features ``z`` (n, d) (eqs. 12-13),
     Hungarian match of the pseudo-labels to ``argmax c`` (eq. 14), then the cross-entropy
     ``-1/n sum_i log c[i, p~_i]`` of the cluster head's probabilities ``c`` (n, M).
 
-    The pseudo-labels carry no gradient. ``pseudo`` skips the k-means (precomputed labels).
-    Eq. (15) averages the two views with 1/2; call this per view and average.
+    The pseudo-labels carry no gradient. ``pseudo`` skips the k-means (precomputed labels);
+    ``target`` (n,) skips the k-means and the matching too (labels already matched to the head,
+    e.g. the rows of :func:`dataset_pseudo_labels`). Eq. (15) averages the two views with 1/2;
+    call this per view and average.
     """
+    if target is not None:
+        return F.nll_loss(torch.log(c.clamp_min(eps)), target.to(c.device))
     if pseudo is None:
         pseudo = _kmeans_labels(z.detach().float().cpu().numpy(), n_clusters, seed, n_init)
     anchor = c.detach().argmax(dim=1).cpu().numpy()

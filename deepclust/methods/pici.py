@@ -16,8 +16,14 @@ cluster head on un-augmented (resized + normalised), unmasked images (Algorithm 
 Choices where the paper is silent (also in docs/methods/pici.md):
 
 * a fresh Adam optimizer per stage, over exactly the modules Algorithm 1 updates in that stage;
-* CLI runs k-means per mini-batch (eq. 12 sums over the N samples of a mini-batch), on the
-  instance features of each view, with ``min(M, n)`` clusters for a short last batch;
+* CLI pseudo-labels (``cli_targets``): ``"dataset"`` (default, ``fast`` and ``paper``), at the
+  start of every boosting epoch one k-means over the instance features of *all* samples (the
+  un-augmented view, as at test time) matched once to the cluster head's labels of all samples
+  (section 3.3 speaks of the pseudo-labels of all samples; the authors' code runs one k-means
+  over the whole data set), each step's two views then take their rows of these targets. We
+  refresh every epoch rather than once, so the targets follow the features the stage trains.
+  ``"batch"``: k-means on each mini-batch, per view, matched on the batch (eq. 12 read as a sum
+  over a mini-batch), with ``min(M, n)`` clusters for a short last batch;
 * ``pisd=False`` (Table 6, first row uses a ResNet: that row is :class:`ContrastiveClustering`)
   drops the pre-training stage and the reconstruction loss and feeds unmasked views;
 * ``cli=False`` keeps the boosting epochs with L_PICD only, so the epoch budget is the same;
@@ -47,6 +53,7 @@ from deepclust.distributed import world_size
 from deepclust.losses.contrastive import (
     cluster_contrastive_loss,
     cross_level_loss,
+    dataset_pseudo_labels,
     instance_contrastive_loss,
 )
 from deepclust.nn.heads import ClusterHead, InstanceHead, embed_with_heads
@@ -111,6 +118,7 @@ class _Config:
     cli: bool
     cli_n_init: int
     grad_clip: float | None
+    cli_targets: str = "dataset"
 
 
 def _stage_step(
@@ -122,8 +130,11 @@ def _stage_step(
     cfg: _Config,
     device: torch.device,
     generator: torch.Generator,
+    targets: dict | None = None,
 ):
-    """The step of one stage: batch indices -> dict of loss terms (Algorithm 1)."""
+    """The step of one stage: batch indices -> dict of loss terms (Algorithm 1). ``targets``
+    holds the whole-set CLI targets under ``"cli"`` (``cli_targets="dataset"``; set by
+    :func:`_refresh_cli_targets` at the start of each epoch)."""
     mae = model.mae
     use_rec = cfg.pisd and stage in ("pretrain", "train")
     mask_ratio = cfg.mask_ratio if cfg.pisd else 0.0
@@ -160,11 +171,16 @@ def _stage_step(
                 terms["entropy"] = clu["entropy"].detach()
                 total = total + terms["clu"]
             if use_cli and z is not None and c is not None:  # eqs. (12)-(15)
-                seeds = torch.randint(0, 2**31 - 1, (2,), generator=generator).tolist()
-                terms["cli"] = 0.5 * sum(
-                    cross_level_loss(z[k], c[k], cfg.n_clusters, seed=int(seeds[k]), n_init=cfg.cli_n_init)
-                    for k in range(2)
-                )
+                if cfg.cli_targets == "dataset":  # this batch's rows of the whole-set targets
+                    t = targets["cli"][idx.cpu()]
+                    terms["cli"] = 0.5 * sum(cross_level_loss(z[k], c[k], cfg.n_clusters, target=t)
+                                             for k in range(2))
+                else:  # k-means on each view's mini-batch
+                    seeds = torch.randint(0, 2**31 - 1, (2,), generator=generator).tolist()
+                    terms["cli"] = 0.5 * sum(
+                        cross_level_loss(z[k], c[k], cfg.n_clusters, seed=int(seeds[k]), n_init=cfg.cli_n_init)
+                        for k in range(2)
+                    )
                 total = total + terms["cli"]
         terms["loss"] = total
         return terms
@@ -223,27 +239,45 @@ def _train_pici(
     return history, branch_labels
 
 
+def _refresh_cli_targets(model: PICINet, augmenter: ViewAugmenter, X: torch.Tensor, cfg: _Config, device,
+                         generator: torch.Generator, targets: dict) -> None:
+    """Whole-set CLI targets (``cli_targets="dataset"``): instance features and cluster-head labels
+    of every sample through the un-augmented view, one k-means (seeded from ``generator``, so every
+    rank draws the same seed), matched to the head's labels (eqs. 12-14)."""
+    with torch.no_grad():
+        _, z, c = embed_with_heads(model, X, view=augmenter.weak, device=device,
+                                   batch_size=max(cfg.batch_size, 256))
+    model.train()
+    seed = int(torch.randint(0, 2**31 - 1, (1,), generator=generator))
+    matched = dataset_pseudo_labels(z.numpy(), c.argmax(dim=1).numpy(), cfg.n_clusters, seed=seed,
+                                    n_init=cfg.cli_n_init)
+    targets["cli"] = torch.from_numpy(matched)
+
+
 def _run_stage(*, model, augmenter, X, cfg, device, generator, stage, epochs, history, history_stage,
                checkpoint_path, resume, verbose) -> None:
     """One stage of Algorithm 1 through the training loop (a fresh Adam over the stage's modules)."""
     n = X.shape[0]
     optimizer = torch.optim.Adam(_stage_parameters(model, stage), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    targets: dict = {}
     step = _stage_step(stage=stage, model=model, augmenter=augmenter, X=X, cfg=cfg, device=device,
-                       generator=generator)
+                       generator=generator, targets=targets)
+    whole_set_cli = stage == "boost" and cfg.cli and cfg.cli_targets == "dataset"
+
+    def batches(epoch: int):
+        if whole_set_cli:  # before the epoch's first step, from the model as it stands
+            _refresh_cli_targets(model, augmenter, X, cfg, device, generator, targets)
+        # sharded per rank when distributed (the contrastive losses then gather the global
+        # batch); a last global batch too small to give every rank 2 rows is dropped there
+        return minibatches(n, cfg.batch_size, generator=generator, shard=True,
+                           drop_last=world_size() > 1 and 0 < n % cfg.batch_size < 2 * world_size())
+
     fit_loop(
         model=model,
         optimizer=optimizer,
         step=step,
         epochs=epochs,
-        # sharded per rank when distributed (the contrastive losses then gather the global
-        # batch); a last global batch too small to give every rank 2 rows is dropped there
-        batches=lambda epoch: minibatches(
-            n,
-            cfg.batch_size,
-            generator=generator,
-            shard=True,
-            drop_last=world_size() > 1 and 0 < n % cfg.batch_size < 2 * world_size(),
-        ),
+        batches=batches,
         stage=history_stage,
         history=history,
         generator=generator,
@@ -294,7 +328,11 @@ class PICI(DeepClusterer):
     pisd, cli, instance_head, cluster_head : bool
         Ablation switches (Tables 6 and 7).
     cli_n_init : int
-        k-means restarts inside CLI (per mini-batch).
+        k-means restarts inside CLI.
+    cli_targets : {"dataset", "batch"}, default "dataset"
+        Where CLI's pseudo-labels come from: one k-means over all samples, matched to the
+        cluster head over all samples, refreshed at the start of every boosting epoch
+        (section 3.3; the authors' code), or k-means on each mini-batch and view.
     grad_clip : float or None
         Optional gradient-norm clipping (off in the paper).
     crop_scale, jitter : augmentation strength of the strong view.
@@ -354,6 +392,7 @@ class PICI(DeepClusterer):
         instance_head: bool = True,
         cluster_head: bool = True,
         cli_n_init: int = 3,
+        cli_targets: str = "dataset",
         grad_clip: float | None = None,
         crop_scale: tuple[float, float] = (0.2, 1.0),
         jitter: float = 0.4,
@@ -393,6 +432,7 @@ class PICI(DeepClusterer):
         self.instance_head = instance_head
         self.cluster_head = cluster_head
         self.cli_n_init = cli_n_init
+        self.cli_targets = cli_targets
         self.grad_clip = grad_clip
         self.crop_scale = crop_scale
         self.jitter = jitter
@@ -425,6 +465,9 @@ class PICI(DeepClusterer):
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if not (self.instance_head or self.cluster_head):
             raise ValueError("at least one of instance_head and cluster_head must be True")
+        if self.cli_targets not in ("dataset", "batch"):
+            raise ValueError(f"cli_targets must be 'dataset' (one k-means over all samples per boosting "
+                             f"epoch) or 'batch' (k-means per mini-batch), got {self.cli_targets!r}")
         if self.cli and not (self.instance_head and self.cluster_head):
             raise ValueError(
                 "cli=True needs both heads (k-means runs on the instance head and is matched to the "
@@ -489,6 +532,7 @@ class PICI(DeepClusterer):
             pisd=bool(self.pisd),
             cli=bool(self.cli),
             cli_n_init=int(self.cli_n_init),
+            cli_targets=str(self.cli_targets),
             grad_clip=None if self.grad_clip is None else float(self.grad_clip),
         )
         Xt = device_data(torch.from_numpy(X), self.device_)  # on the device once, where it fits

@@ -37,6 +37,7 @@ from deepclust.cluster.matching import jaccard_consensus
 from deepclust.data.patch_grid import blocks_to_map, grid_patches, read_scene, scale_bands
 from deepclust.losses.recal import exact_virtual_batch_backward, paper_virtual_batch_loss, recal_entropies
 from deepclust.nn.vgg import VGG16BN, auto_n_blocks, load_vgg16_bn_weights
+from deepclust.stopping import plateau_rule
 from deepclust.training import History, device_data, fit_loop, minibatches, recompute_batchnorm_stats, take_rows
 
 __all__ = ["RECAL", "segment_scene", "run_segment", "save_recal", "load_recal"]
@@ -78,6 +79,18 @@ class RECAL(DeepClusterer):
     pretrained : str or None
         Path of a torchvision ``vgg16_bn`` state dict (ImageNet weights, as in the paper; needs
         ``width=1``). None trains from scratch.
+    ssl_epochs : int, default 0
+        A label-free substitute for the ImageNet start, not in the paper: before eq. 3, this many
+        epochs of instance contrast (NT-Xent of two strong views, temperature ``ssl_temperature``,
+        on a 2-layer projection head that is dropped afterwards; Adam at ``ssl_lr``) train the
+        VGG feature stack on the data itself (:func:`_pretrain_contrastive`). 0: off (``paper``;
+        eq. 3 then starts from random or ``pretrained`` weights).
+    ssl_lr, ssl_temperature : float, default 1e-3, 0.5
+    ssl_tol, ssl_patience : float or None, int, default None, 5
+        Label-free end of the contrastive stage: stop once ``ssl_patience`` epochs in a row lowered
+        the best epoch-mean NT-Xent loss by less than the share ``ssl_tol``
+        (:func:`deepclust.stopping.plateau_reached`); ``ssl_epochs`` is then a cap. None: run all
+        ``ssl_epochs``.
     kmeans_n_init : int, default 10
         Restarts of k-means on the learned features (``extra_labels_["kmeans"]``).
     eval_batch_size : int, default 1024
@@ -126,6 +139,11 @@ class RECAL(DeepClusterer):
         weight_decay: float = 0.0,
         standardize: bool = True,
         pretrained: str | None = None,
+        ssl_epochs: int = 0,
+        ssl_lr: float = 1e-3,
+        ssl_temperature: float = 0.5,
+        ssl_tol: float | None = None,
+        ssl_patience: int = 5,
         kmeans_n_init: int = 10,
         eval_batch_size: int = 1024,
         recalibrate_bn: bool = True,
@@ -152,6 +170,11 @@ class RECAL(DeepClusterer):
         self.weight_decay = weight_decay
         self.standardize = standardize
         self.pretrained = pretrained
+        self.ssl_epochs = ssl_epochs
+        self.ssl_lr = ssl_lr
+        self.ssl_temperature = ssl_temperature
+        self.ssl_tol = ssl_tol
+        self.ssl_patience = ssl_patience
         self.kmeans_n_init = kmeans_n_init
         self.eval_batch_size = eval_batch_size
         self.recalibrate_bn = recalibrate_bn
@@ -170,7 +193,7 @@ class RECAL(DeepClusterer):
                 f"virtual_batch must be 'paper' or 'exact', got {self.virtual_batch!r}"
             )
         for name in ("epochs", "batch_size", "virtual_batches", "kmeans_n_init",
-                     "eval_batch_size"):
+                     "eval_batch_size", "ssl_patience"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -180,6 +203,12 @@ class RECAL(DeepClusterer):
             raise ValueError(f"lambda_ must be >= 0, got {self.lambda_}")
         if self.resize is not None and (isinstance(self.resize, bool) or int(self.resize) < 2):
             raise ValueError(f"resize must be None or an image side >= 2, got {self.resize!r}")
+        if isinstance(self.ssl_epochs, bool) or not isinstance(self.ssl_epochs, int | np.integer) or self.ssl_epochs < 0:
+            raise ValueError(f"ssl_epochs must be an integer >= 0 (0: no contrastive start), got {self.ssl_epochs!r}")
+        if self.ssl_tol is not None and not 0 <= float(self.ssl_tol) < 1:
+            raise ValueError(f"ssl_tol must be in [0, 1) or None (run all ssl_epochs), got {self.ssl_tol!r}")
+        if not (self.ssl_lr > 0 and self.ssl_temperature > 0):
+            raise ValueError(f"ssl_lr and ssl_temperature must be > 0, got {self.ssl_lr!r}, {self.ssl_temperature!r}")
         if self.batch_size < 2:
             raise ValueError("batch_size must be >= 2 (BatchNorm and the class entropy need it)")
 
@@ -206,6 +235,14 @@ class RECAL(DeepClusterer):
         if self.pretrained is not None:
             load_vgg16_bn_weights(model, self.pretrained)
         model.to(self.device_)
+        ssl_history = None
+        if int(self.ssl_epochs) > 0:  # the label-free start (the views are standardised by eq. 4)
+            ssl_history = _pretrain_contrastive(
+                model, device_data(torch.from_numpy(X), self.device_), size=(h, w), mean=self.mean_,
+                std=self.std_, epochs=int(self.ssl_epochs), batch_size=int(self.batch_size),
+                lr=float(self.ssl_lr), temperature=float(self.ssl_temperature), seed=int(self.seed_),
+                tol=None if self.ssl_tol is None else float(self.ssl_tol), patience=int(self.ssl_patience),
+                generator=self._torch_gen, device=self.device_, verbose=bool(self.verbose))
         Xt = device_data(self._standardized(X), self.device_)  # on the device once, where it fits
         self.history_ = _train_recal(
             model=model, X=Xt, device=self.device_, lambda_=float(self.lambda_),
@@ -216,6 +253,8 @@ class RECAL(DeepClusterer):
             checkpoint_path=self.checkpoint_path, checkpoint_every=int(self.checkpoint_every),
             resume=bool(self.resume), verbose=bool(self.verbose),
         )
+        if ssl_history is not None:
+            self.history_.stages = {**ssl_history.stages, **self.history_.stages}
         self.model_ = model
         if self.recalibrate_bn:  # label-free: the statistics of the training images, no running lag
             recompute_batchnorm_stats(model, Xt, forward=lambda x: model.forward_head(model.forward_features(x)),
@@ -315,6 +354,44 @@ class RECAL(DeepClusterer):
     def transform(self, X) -> np.ndarray:
         """Learned features z = f_theta1(x), (N, d) (the input of Table 7's k-means)."""
         return self._infer_new(X)[1].numpy()
+
+
+def _pretrain_contrastive(
+    model: VGG16BN, X: torch.Tensor, *, size: tuple[int, int], mean, std, epochs: int, batch_size: int,
+    lr: float, temperature: float, seed: int, generator: torch.Generator, device, verbose: bool = False,
+    tol: float | None = None, patience: int = 5,
+) -> History:
+    """Instance contrast on the data itself (stage ``"ssl"``): two strong views of each image of a
+    mini-batch (random resized crop, flip, brightness / contrast or colour jitter, blur;
+    :class:`deepclust.augment.ViewAugmenter` with the eq. 4 standardisation), the VGG features
+    through a projection MLP (:class:`deepclust.nn.heads.InstanceHead`, 128-D, unit norm), and
+    NT-Xent between the views (:func:`deepclust.losses.contrastive.instance_contrastive_loss`).
+    The feature stack keeps what it learned; the projection head is dropped. With ``tol`` the
+    stage ends at the loss plateau (:func:`deepclust.stopping.plateau_rule`; ``epochs`` a cap)."""
+    from deepclust.augment import ViewAugmenter
+    from deepclust.losses.contrastive import instance_contrastive_loss
+    from deepclust.nn.heads import InstanceHead
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)  # the head's weights from the seed, global RNG untouched
+        head = InstanceHead(model.feature_dim, 128).to(device)
+    augmenter = ViewAugmenter(size=size, mean=[float(v) for v in mean], std=[float(v) for v in std]).to(device)
+    both = nn.ModuleDict({"features": model, "projection": head})
+    optimizer = torch.optim.Adam(list(model.parameters()) + list(head.parameters()), lr=lr)
+    n = X.shape[0]
+    bs = min(batch_size, n)
+
+    def step(idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        x = take_rows(X, idx, device)
+        z_a, z_b = (head(model.forward_features(augmenter.strong(x, generator))) for _ in range(2))
+        loss = instance_contrastive_loss(z_a, z_b, temperature)
+        return {"loss": loss}
+
+    history = History()
+    return fit_loop(model=both, optimizer=optimizer, step=step, epochs=epochs, stage="ssl",
+                    batches=lambda e: minibatches(n, bs, generator=generator, drop_last=n > bs, shard=True),
+                    history=history, generator=generator, verbose=verbose,
+                    on_epoch_end=plateau_rule(history, "ssl", "loss", tol=tol, patience=patience))
 
 
 def _train_recal(

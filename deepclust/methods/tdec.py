@@ -38,6 +38,8 @@ vector mode (STL-10 features, Reuters): the MLP encoder, no augmentation.
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import warnings
 
@@ -92,7 +94,8 @@ def _train_tdec(
     *, X: torch.Tensor, net: TDECNet, n_clusters: int, clustering_head: bool, use_dim_loss: bool,
     use_augment: bool, alpha: float, beta: float, perplexity: float, n_neighbors: int, neighbor_rate: float,
     neighbor_mode: str, track_centers: bool = True, rec_reduction: str = "sum", clu_to_dr: bool = True,
-    dr_lr: float | None = None, dim_loss_in_clustering: bool = True, dr_fit: TSNEMapFit, pretrain_epochs: int,
+    dr_lr: float | None = None, dim_loss_in_clustering: bool = True, dr_fit: TSNEMapFit,
+    dr_refit: TSNEMapFit | None = None, pretrain_epochs: int,
     pretrain_tol: float | None = None, pretrain_patience: int = 10, epochs: int, lr: float, batch_size: int,
     update_interval: int | None, tol: float, max_rotation: float, max_shift: float, seed: int,
     generator: torch.Generator, verbose: bool, checkpoint_path: str | None = None, resume: bool = False,
@@ -163,6 +166,7 @@ def _train_tdec(
         net.centers = nn.Parameter(c0.to(device))
 
     state: dict = {"step": 0, "n_refresh": 0, "labels": None, "delta": 1.0, "converged": False}
+    refit_map = dr_refit is not None and dr_refit.epochs > 0 and net.dr is not None and use_dim_loss
 
     def refresh(final: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """Algorithm 1 lines 3-9: all clustering features, centres, assignments, stop test.
@@ -171,6 +175,12 @@ def _train_tdec(
         as :meth:`TDEC.predict` (so ``predict`` on the training set reproduces the labels), and
         the stop test is left as it was. Returns the features ``(z_w, z_v)``."""
         z_w, z_v = _features(net, X) if final else _features_all(net, X)  # line 3
+        if refit_map and state["n_refresh"] > 0:
+            # the map follows the encoder: a few DR-only epochs on the clean features of now,
+            # from the map's current weights (the first refresh comes straight after the DR fit)
+            fit_tsne_map(dr_refit, model=net, mapping=net.dr, features=lambda: z_w, n=n, seed=seed,
+                         generator=generator, history=history, stage="dr_refit")
+            z_v = _features(net, X)[1] if final else _features_all(net, X)[1]
         previous = state["labels"]
         if clustering_head:
             head = head_assign(z_v, n_clusters, n_neighbors=n_neighbors,
@@ -275,6 +285,11 @@ class TDEC(DeepClusterer):
         epochs, batch (None: ``batch_size``; at most 8192), perplexity (None:
         ``perplexity``), learning rate (None: ``dr_lr``, else ``lr``), fixed parts, and t-SNE's
         early exaggeration (factor, epochs).
+    dr_refit_epochs : int, default 0
+        At every refresh of the clustering stage but the first, this many DR-only epochs on the
+        clean features of the moment (the DR fit's batch, perplexity, rate and parts; no
+        exaggeration; stage ``"dr_refit"`` in the history), before the centres and targets are
+        computed, so the map follows the encoder that L_rec and L_clu move. 0: off (``paper``).
     pretrain_epochs, epochs : int, default 200, 500
         Pretraining on L_stru (a cap when ``pretrain_tol`` is set), then the clustering stage.
     pretrain_tol, pretrain_patience : default None, 10
@@ -316,7 +331,7 @@ class TDEC(DeepClusterer):
         clu_to_dr: bool = True, dr_lr: float | None = None, dr_fit_lr: float | None = None,
         dr_fixed_batches: bool = False, dim_loss_in_clustering: bool = True,
         dr_epochs: int = 0, dr_batch_size: int | None = None, dr_perplexity: float | None = None,
-        dr_exaggeration: float = 1.0, dr_exaggeration_epochs: int = 0,
+        dr_exaggeration: float = 1.0, dr_exaggeration_epochs: int = 0, dr_refit_epochs: int = 0,
         pretrain_epochs: int = 200, pretrain_tol: float | None = None, pretrain_patience: int = 10, epochs: int = 500,
         lr: float = 0.01, batch_size: int = 256, update_interval: int | None = None, tol: float = 0.001,
         augment: bool = True, max_rotation: float = 10.0, max_shift: float = 0.1,
@@ -351,6 +366,7 @@ class TDEC(DeepClusterer):
         self.dr_fit_lr = dr_fit_lr
         self.dr_fixed_batches = dr_fixed_batches
         self.dim_loss_in_clustering = dim_loss_in_clustering
+        self.dr_refit_epochs = dr_refit_epochs
         self.dr_epochs = dr_epochs
         self.dr_batch_size = dr_batch_size
         self.dr_perplexity = dr_perplexity
@@ -396,7 +412,8 @@ class TDEC(DeepClusterer):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
-        for name in ("decoder_depth", "pretrain_epochs", "epochs", "dr_epochs", "dr_exaggeration_epochs"):
+        for name in ("decoder_depth", "pretrain_epochs", "epochs", "dr_epochs", "dr_exaggeration_epochs",
+                     "dr_refit_epochs"):
             v = getattr(self, name)
             if not isinstance(v, (int, np.integer)) or v < 0:
                 raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
@@ -490,6 +507,8 @@ class TDEC(DeepClusterer):
             rec_reduction=self.rec_reduction, clu_to_dr=bool(self.clu_to_dr),
             dr_lr=None if self.dr_lr is None else float(self.dr_lr),
             dim_loss_in_clustering=bool(self.dim_loss_in_clustering), dr_fit=self._dr_fit(),
+            dr_refit=dataclasses.replace(self._dr_fit(), epochs=int(self.dr_refit_epochs), exaggeration=1.0,
+                                         exaggeration_epochs=0),
             pretrain_epochs=int(self.pretrain_epochs),
             pretrain_tol=None if self.pretrain_tol is None else float(self.pretrain_tol),
             pretrain_patience=int(self.pretrain_patience), epochs=int(self.epochs), lr=float(self.lr),

@@ -141,3 +141,51 @@ def test_presets():
         assert paper["lr"] == 1e-4 and paper["momentum"] == 0.9 and paper["width"] == 1.0
         assert fast["width"] < 1.0
         RECAL(10, **fast).get_params()
+
+
+def test_ssl_epochs_train_the_features_first_and_are_validated():
+    """``ssl_epochs``: a contrastive stage ``"ssl"`` runs before eq. 3 and changes the feature
+    stack (not the head, whose weights only eq. 3 trains); seeded; 0 leaves the fit as it was."""
+    import deepclust.methods.recal as recal_mod
+
+    X, _ = blobs()
+    seen = {}
+    real = recal_mod._train_recal
+
+    def spy(**kw):
+        seen["start"] = {k: v.detach().clone() for k, v in kw["model"].state_dict().items()}
+        return real(**kw)
+
+    recal_mod._train_recal = spy
+    try:
+        a = RECAL(3, random_state=0, ssl_epochs=2, **TINY).fit(X)
+        start_ssl = seen["start"]
+        b = RECAL(3, random_state=0, **TINY).fit(X)
+        start_plain = seen["start"]
+    finally:
+        recal_mod._train_recal = real
+    assert a.history_.epochs("ssl") == 2 and a.history_.epochs("train") == 2
+    assert np.isfinite(a.history_.stages["ssl"]["loss"]).all()
+    assert b.history_.epochs("ssl") == 0
+    feats = [k for k in start_plain if k.startswith("features") and k.endswith("weight")]
+    assert feats and any(not torch.equal(start_ssl[k], start_plain[k]) for k in feats)
+    heads = [k for k in start_plain if k.startswith("classifier") and k.endswith("weight")]
+    assert heads and all(torch.equal(start_ssl[k], start_plain[k]) for k in heads)
+    again = RECAL(3, random_state=0, ssl_epochs=2, **TINY).fit(X)
+    np.testing.assert_array_equal(again.labels_, a.labels_)
+    with pytest.raises(ValueError, match="ssl_epochs"):
+        RECAL(3, ssl_epochs=-1, **TINY).fit(X)
+
+
+def test_ssl_tol_ends_the_contrastive_stage_at_its_plateau(monkeypatch):
+    """``ssl_tol``: with a loss curve that is flat from the start, the plateau rule (patience 2)
+    stops the stage after 2 * patience epochs, below the cap; it reads the losses only."""
+    import deepclust.losses.contrastive as con
+
+    monkeypatch.setattr(con, "instance_contrastive_loss",
+                        lambda a, b, t: (a * b).sum() * 0.0 + 3.0)  # flat: no epoch improves
+    X, _ = blobs()
+    est = RECAL(3, random_state=0, ssl_epochs=20, ssl_tol=0.01, ssl_patience=2, **TINY).fit(X)
+    assert est.history_.epochs("ssl") == 4
+    capped = RECAL(3, random_state=0, ssl_epochs=3, ssl_tol=None, **TINY).fit(X)
+    assert capped.history_.epochs("ssl") == 3

@@ -500,3 +500,23 @@ def test_clustering_stage_without_dim_loss_keeps_the_fitted_map(monkeypatch):
         torch.testing.assert_close(v, snap["dr"][k], rtol=0, atol=0)
     assert any(not torch.equal(v, snap["enc"][k]) for k, v in net.ae.state_dict().items())
     assert m.diagnostics_["map_dim_end"] is not None and m.diagnostics_["map_dim_end"] > 0
+
+
+def test_dr_refit_epochs_refit_the_map_at_every_refresh_but_the_first():
+    """``dr_refit_epochs``: at every refresh after the first (also the final pass), that many
+    DR-only epochs on the clean features of the moment; the labels still come from the network
+    as it ends, so ``predict`` on the training set reproduces them."""
+    X = np.random.default_rng(0).random((40, 1, 8, 8), dtype=np.float32)
+    kw = dict(n_clusters=3, transformer=False, hidden_dims=(16, 16, 32), latent_dim=4, dr_dims=(8, 8, 8),
+              pretrain_epochs=1, epochs=3, batch_size=16, dr_epochs=2, dr_batch_size=64, perplexity=4.0,
+              n_neighbors=5, clu_to_dr=False, dim_loss_in_clustering=False, tol=0.0, augment=False,
+              random_state=0, device="cpu")
+    m = TDEC(dr_refit_epochs=4, **kw).fit(X)
+    n_refresh = m.diagnostics_["n_refresh"]  # 3 epochs, one refresh each, plus the final pass
+    assert n_refresh == 4
+    assert m.history_.epochs("dr_refit") == 4 * (n_refresh - 1)
+    np.testing.assert_array_equal(m.predict(X), m.labels_)
+    off = TDEC(dr_refit_epochs=0, **kw).fit(X)
+    assert off.history_.epochs("dr_refit") == 0
+    with pytest.raises(ValueError, match="dr_refit_epochs"):
+        TDEC(dr_refit_epochs=-1, **kw).fit(X)
