@@ -8,8 +8,11 @@ dataset's mean and standard deviation (eq. 4). Cluster labels are the softmax ar
 Table 6); ``extra_labels_["kmeans"]`` is k-means on the learned features (Table 7).
 
 The paper starts from ImageNet weights (``pretrained="vgg16_bn.pth"`` loads a torchvision state
-dict from the user's disk); the default here is from scratch (Kaiming convolutions, Xavier head),
-because the ImageNet download is not part of this library.
+dict from the user's disk); the class default is from scratch (Kaiming convolutions, Xavier head),
+because the ImageNet download is not part of this library. ``ssl_epochs`` adds a label-free
+substitute, not in the paper: the feature stack is first trained on the data itself by instance
+contrast (:func:`_pretrain_contrastive`), and eq. 3 starts from there (the ``fast`` preset on
+image sets).
 
 Scene segmentation (section 4): :func:`segment_scene` cuts a (H, W, B) scene into P x P patches
 every ``stride`` pixels (``deepclust.data.patch_grid.grid_patches``), clusters the patches with
