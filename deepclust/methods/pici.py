@@ -118,7 +118,7 @@ class _Config:
     cli: bool
     cli_n_init: int
     grad_clip: float | None
-    cli_targets: str = "dataset"
+    cli_targets: str
 
 
 def _stage_step(

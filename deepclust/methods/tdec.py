@@ -80,6 +80,17 @@ def _features(net: TDECNet, X: torch.Tensor, batch_size: int = 1024):
     return torch.cat(zw), torch.cat(zv)
 
 
+@torch.no_grad()
+def _map(net: TDECNet, z_w: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
+    """The Dim-Reduction block on features ``z_w`` already computed, in the batches of
+    :func:`_features` (so the same rows give the same bits as a pass from the images)."""
+    was = net.training
+    net.eval()
+    z_v = torch.cat([net.dr(z_w[i : i + batch_size]) for i in range(0, len(z_w), batch_size)])
+    net.train(was)
+    return z_v
+
+
 def _features_all(net: TDECNet, X: torch.Tensor):
     """:func:`_features` of all of ``X``; under a process group each rank computes its shard and
     the shards are gathered in the original order (every rank gets all rows)."""
@@ -180,7 +191,11 @@ def _train_tdec(
             # from the map's current weights (the first refresh comes straight after the DR fit)
             fit_tsne_map(dr_refit, model=net, mapping=net.dr, features=lambda: z_w, n=n, seed=seed,
                          generator=generator, history=history, stage="dr_refit")
-            z_v = _features(net, X)[1] if final else _features_all(net, X)[1]
+            if final or ddp.world_size() == 1:
+                z_v = _map(net, z_w)  # the refitted map on the features of this refresh
+            else:  # per shard, as _features_all computed them
+                a, b = ddp.shard_range(len(X))
+                z_v = ddp.gather_rows(_map(net, z_w[a:b]))
         previous = state["labels"]
         if clustering_head:
             head = head_assign(z_v, n_clusters, n_neighbors=n_neighbors,
