@@ -36,6 +36,7 @@ ALTERNATES = {
     "kmeans": "→ k-means labels¹",
     "kmeans_instance": "→ k-means on instance features²",
     "no_cli": "→ without CLI, same trunk³",
+    "umap": "→ UMAP + k-means start⁴",
 }
 
 
@@ -174,7 +175,9 @@ def render_results(bench_dir: Path = Path("benchmarks")) -> Path:
              "of the run. Paper numbers are quoted with their source and were obtained with the",
              "paper's settings (usually a GPU), not ours. Label sets under a row: ¹ `kmeans`, k-means",
              "on the learned features (RECAL) or the k-means start on the pretrained features",
-             "(DEC/IDEC); ² k-means on the instance head's features (PICI/CC); ³ PICI without CLI.", ""]
+             "(DEC/IDEC); ² k-means on the instance head's features (PICI/CC); ³ PICI without CLI;",
+             "⁴ `umap`, the start of DEC/IDEC with `init=umap`: UMAP + k-means on the pretrained features.",
+             ""]
     for dataset in sorted(by_dataset):
         scene = any("kappa" in r for p in by_dataset[dataset] for r in p["runs"])
         head = ["method", "seeds", "OA" if scene else "ACC", "NMI", "ARI"] + (["κ"] if scene else [])

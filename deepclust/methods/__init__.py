@@ -32,7 +32,7 @@ METHOD_INFO: dict[str, tuple[str, str, str]] = {
     "kmeans": ("MacQueen 1967 (scikit-learn; faiss above 200k)", "vectors",
                "the fast reference every table starts from"),
     "umap-kmeans": ("McInnes et al. 2018 (UMAP) + k-means / GMM", "vectors",
-                    "the cheap strong peer every deep method must beat (needs umap-learn)"),
+                    "the cheap strong peer every deep method must beat"),
     "finch": ("Sarfraz et al., CVPR 2019", "vectors",
               "no parameters to tune; millions of points (O(n) memory)"),
     "patch-kmeans": ("k-means on SCDSC's PCA patches or FINCH mini-clusters", "scene",

@@ -1,7 +1,8 @@
 """DEC (Xie et al., 2016) and IDEC (Guo et al., 2017): deep embedded clustering.
 
 Both pretrain a d-500-500-2000-10 autoencoder on the reconstruction loss, initialise the cluster
-centres by k-means in the 10-D embedding, then alternate
+centres by k-means in the 10-D embedding (the papers; ``init="umap"``: the mean embeddings of the
+clusters UMAP + k-means finds in it, the ``fast`` preset's start), then alternate
 
 * every ``update_interval`` mini-batches: soft assignments ``Q`` of *all* samples (DEC eq. 1,
   Student-t kernel), the sharpened target ``P`` (DEC eq. 3), the hard labels, and the stopping
@@ -76,6 +77,25 @@ def _kmeans(z: np.ndarray, n_clusters: int, n_init: int, seed: int) -> tuple[np.
     return km.cluster_centers_.astype(np.float32), km.labels_.astype(np.int64)
 
 
+def _umap_start(z: np.ndarray, n_clusters: int, n_init: int, seed: int) -> tuple[np.ndarray, ...]:
+    """``init="umap"``: the ``umap-kmeans`` baseline (its preset: umap-learn's recommendation for
+    clustering, the same for every data set) on the embedding; the centres are the mean
+    embeddings of its clusters (an empty cluster, which k-means on UMAP does not leave, would be
+    an error, not a guess)."""
+    from deepclust.methods.umap_kmeans import UMAPKMeans
+    from deepclust.presets.umap_kmeans import PRESETS
+
+    settings = {**PRESETS["fast"]["default"], "n_init": n_init}
+    labels = np.asarray(UMAPKMeans(n_clusters=n_clusters, random_state=seed, **settings).fit(z).labels_,
+                        dtype=np.int64)
+    sizes = np.bincount(labels, minlength=n_clusters)
+    if (sizes == 0).any():
+        raise RuntimeError(f"init='umap': UMAP + k-means left {int((sizes == 0).sum())} of {n_clusters} "
+                           "clusters empty on the embedding; use init='kmeans'")
+    centers = np.stack([z[labels == c].mean(0) for c in range(n_clusters)]).astype(np.float32)
+    return centers, labels
+
+
 def _train_dec(
     *,
     X: torch.Tensor,
@@ -100,6 +120,7 @@ def _train_dec(
     pretrain_tol: float | None = None,
     pretrain_patience: int = 10,
     target: str = "full",
+    init: str = "kmeans",
 ) -> dict:
     """Pretrain, k-means-initialise and train DEC (``gamma=None``) or IDEC (``gamma`` = weight).
 
@@ -139,9 +160,14 @@ def _train_dec(
             on_epoch_end=plateau_rule(history, "pretrain", "rec", tol=pretrain_tol, patience=pretrain_patience),
         )
 
-    # -- stage 2: k-means initialisation of the centres in the embedding --------------------
+    # -- stage 2: initialisation of the centres in the embedding (k-means, or UMAP + k-means) --
     z0 = _embed_all(model, X).cpu().numpy()  # all ranks' embeddings, original order
-    centers, labels0 = ddp.run_on_rank0(lambda: _kmeans(z0, n_clusters, n_init, seed))  # same on all ranks
+    start = _kmeans if init == "kmeans" else _umap_start
+    centers, labels0 = ddp.run_on_rank0(lambda: start(z0, n_clusters, n_init, seed))  # same on all ranks
+    # share of samples whose nearest centre (the partition the Student-t Q starts from) is the
+    # cluster the start gave them: 1 for k-means, below 1 where UMAP's clusters are not convex
+    voronoi = np.argmin(((z0[:, None, :] - centers[None]) ** 2).sum(-1), 1) if n * n_clusters <= 5e7 else None
+    start_agreement = None if voronoi is None else float(np.mean(voronoi == labels0))
     with torch.no_grad():
         model.centers.copy_(torch.from_numpy(centers).to(device))
 
@@ -210,7 +236,8 @@ def _train_dec(
         "n_iter": state["step"],
         "converged": state["converged"],
         "delta_label": state["delta"],
-        "kmeans_labels": labels0,
+        "init_labels": labels0,
+        "start_agreement": start_agreement,
         "pretrain_epochs_run": history.epochs("pretrain"),
     }
 
@@ -241,6 +268,12 @@ class DEC(DeepClusterer):
         Stop when fewer than this share of labels changed between two refreshes.
     n_init : int, default 20
         k-means restarts for the centre initialisation (lowest inertia kept).
+    init : {"kmeans", "umap"}, default "kmeans"
+        ``"kmeans"``: the papers' start, k-means on the pretrained embedding. ``"umap"``: the
+        ``umap-kmeans`` baseline on the embedding (umap-learn's clustering settings: 30
+        neighbours, ``min_dist=0``, 10-D; ``n_init`` k-means restarts), and the centres the mean
+        embedding of each of its clusters; a deviation (needs umap-learn). k-means in the 10-D
+        embedding merges and splits classes that UMAP of the same embedding separates.
     pretrain_tol : float or None, default None
         Label-free end of pretraining: stop once ``pretrain_patience`` epochs in a row lowered the
         best epoch-mean reconstruction error by less than this share
@@ -269,7 +302,7 @@ class DEC(DeepClusterer):
     cluster_centers_ : ndarray (K, latent_dim)
         Centres in the embedding.
     embedding_ : ndarray (n_samples, latent_dim)
-    history_, model_, selection_, diagnostics_, extra_labels_ (``{"kmeans": ...}`` at init)
+    history_, model_, selection_, diagnostics_, extra_labels_ (``{init: ...}``: the start's labels)
     """
 
     input_kind = "vectors"
@@ -292,6 +325,7 @@ class DEC(DeepClusterer):
         pretrain_tol: float | None = None,
         pretrain_patience: int = 10,
         target: str = "full",
+        init: str = "kmeans",
         checkpoint_path: str | None = None,
         resume: bool = False,
         random_state: int | None = None,
@@ -316,6 +350,7 @@ class DEC(DeepClusterer):
         self.pretrain_tol = pretrain_tol
         self.pretrain_patience = pretrain_patience
         self.target = target
+        self.init = init
         self.random_state = random_state
         self.device = device
         self.precision = precision
@@ -342,6 +377,9 @@ class DEC(DeepClusterer):
         if self.target not in ("full", "batch"):
             raise ValueError(f"target must be 'full' (DEC's refreshed whole-set target) or 'batch' "
                              f"(each mini-batch's own target), got {self.target!r}")
+        if self.init not in ("kmeans", "umap"):
+            raise ValueError(f"init must be 'kmeans' (the papers' start: k-means on the embedding) or 'umap' "
+                             f"(UMAP + k-means on the embedding; needs umap-learn), got {self.init!r}")
         if any(int(h) < 1 for h in self.hidden_dims):
             raise ValueError(f"hidden_dims must be positive sizes, got {self.hidden_dims!r}")
 
@@ -360,14 +398,14 @@ class DEC(DeepClusterer):
             n_init=int(self.n_init), seed=int(self.seed_), generator=self._torch_gen,
             verbose=bool(self.verbose), checkpoint_path=self.checkpoint_path, resume=bool(self.resume),
             pretrain_tol=None if self.pretrain_tol is None else float(self.pretrain_tol),
-            pretrain_patience=int(self.pretrain_patience), target=str(self.target),
+            pretrain_patience=int(self.pretrain_patience), target=str(self.target), init=str(self.init),
         )
         self.model_ = out["model"].cpu()
         self.labels_ = out["labels"]
         self.cluster_centers_ = out["centers"]
         self.embedding_ = out["embedding"]
         self.history_ = out["history"]
-        self.extra_labels_ = {"kmeans": out["kmeans_labels"]}
+        self.extra_labels_ = {str(self.init): out["init_labels"]}
         self.n_iter_ = int(out["n_iter"])
         stop = (
             f"label change {out['delta_label']:.4g} < tol={self.tol}" if out["converged"]
@@ -378,7 +416,10 @@ class DEC(DeepClusterer):
             "n_iter": self.n_iter_, "converged": bool(out["converged"]),
             "final_delta_label": float(out["delta_label"]),
             "pretrain_epochs_run": int(out["pretrain_epochs_run"]),
+            "init": str(self.init),
         }
+        if out["start_agreement"] is not None:
+            self.diagnostics_["start_nearest_centre_agreement"] = out["start_agreement"]
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         model = self.model_.to(self.device_)
@@ -421,6 +462,7 @@ class IDEC(DEC):
         pretrain_tol: float | None = None,
         pretrain_patience: int = 10,
         target: str = "full",
+        init: str = "kmeans",
         checkpoint_path: str | None = None,
         resume: bool = False,
         random_state: int | None = None,
@@ -433,7 +475,7 @@ class IDEC(DEC):
             pretrain_epochs=pretrain_epochs, pretrain_lr=pretrain_lr, lr=lr,
             batch_size=batch_size, max_iter=max_iter, update_interval=update_interval, tol=tol,
             n_init=n_init, pretrain_tol=pretrain_tol, pretrain_patience=pretrain_patience, target=target,
-            checkpoint_path=checkpoint_path, resume=resume, random_state=random_state,
+            init=init, checkpoint_path=checkpoint_path, resume=resume, random_state=random_state,
             device=device, precision=precision, verbose=verbose,
         )
         self.gamma = gamma

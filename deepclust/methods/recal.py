@@ -206,7 +206,8 @@ class RECAL(DeepClusterer):
             raise ValueError(f"lambda_ must be >= 0, got {self.lambda_}")
         if self.resize is not None and (isinstance(self.resize, bool) or int(self.resize) < 2):
             raise ValueError(f"resize must be None or an image side >= 2, got {self.resize!r}")
-        if isinstance(self.ssl_epochs, bool) or not isinstance(self.ssl_epochs, int | np.integer) or self.ssl_epochs < 0:
+        if (isinstance(self.ssl_epochs, bool) or not isinstance(self.ssl_epochs, int | np.integer)
+                or self.ssl_epochs < 0):
             raise ValueError(f"ssl_epochs must be an integer >= 0 (0: no contrastive start), got {self.ssl_epochs!r}")
         if self.ssl_tol is not None and not 0 <= float(self.ssl_tol) < 1:
             raise ValueError(f"ssl_tol must be in [0, 1) or None (run all ssl_epochs), got {self.ssl_tol!r}")

@@ -39,7 +39,6 @@ vector mode (STL-10 features, Reuters): the MLP encoder, no augmentation.
 from __future__ import annotations
 
 import dataclasses
-
 import math
 import warnings
 

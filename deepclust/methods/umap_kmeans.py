@@ -3,7 +3,8 @@
 UMAP (McInnes, Healy & Melville 2018, the ``umap-learn`` package) embeds the flattened samples
 in a few dimensions, and k-means (or a full-covariance Gaussian mixture) clusters the embedding.
 It needs no training loop and no tuning per data set, and it is the peer every deep method must
-beat. ``umap-learn`` is an optional dependency: ``python -m pip install "deepclust[umap]"``.
+beat. ``umap-learn`` is a dependency of the package (DEC/IDEC's ``init="umap"`` uses this class
+too); where it cannot be imported the error says how to install it.
 """
 
 from __future__ import annotations

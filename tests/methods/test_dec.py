@@ -136,3 +136,41 @@ def test_target_and_pretrain_tol_are_validated():
         DEC(3, target="epoch").fit(_blobs()[0])
     with pytest.raises(ValueError, match="pretrain_tol"):
         DEC(3, pretrain_tol=-0.1).fit(_blobs()[0])
+
+
+@pytest.mark.parametrize("cls", [DEC, IDEC])
+def test_umap_start_centres_are_the_mean_embeddings_of_its_clusters(cls, monkeypatch):
+    """``init="umap"``: the start is the umap-kmeans baseline on the pretrained embedding and the
+    centres are the mean embedding of each of its clusters (checked before any clustering step)."""
+    pytest.importorskip("umap")
+    import deepclust.methods.dec as dec_mod
+
+    seen = {}
+    real = dec_mod._umap_start
+
+    def spy(z, k, n_init, seed):
+        centres, labels = real(z, k, n_init, seed)
+        seen.update(z=z.copy(), centres=centres.copy(), labels=labels.copy())
+        return centres, labels
+
+    monkeypatch.setattr(dec_mod, "_umap_start", spy)
+    X, y = _blobs()
+    est = cls(n_clusters=3, random_state=0, init="umap", **TINY).fit(X)
+    z, centres, labels = seen["z"], seen["centres"], seen["labels"]
+    for c in range(3):
+        np.testing.assert_allclose(centres[c], z[labels == c].mean(0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(est.extra_labels_["umap"], labels)
+    assert est.diagnostics_["init"] == "umap"
+    # separable blobs: every cluster's mean is nearest to its own members
+    assert est.diagnostics_["start_nearest_centre_agreement"] == 1.0
+    assert acc(y, labels) > 0.95 and acc(y, est.labels_) > 0.95
+
+
+def test_kmeans_start_is_the_default_and_init_is_validated():
+    X, _ = _blobs()
+    est = DEC(n_clusters=3, random_state=0, **TINY).fit(X)
+    assert est.diagnostics_["init"] == "kmeans" and "kmeans" in est.extra_labels_
+    # k-means' partition is the Voronoi partition of its own centres
+    assert est.diagnostics_["start_nearest_centre_agreement"] == 1.0
+    with pytest.raises(ValueError, match="init must be"):
+        DEC(3, init="random").fit(X)
