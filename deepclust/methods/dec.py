@@ -29,6 +29,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from sklearn.metrics import pairwise_distances_argmin
 
 from deepclust import distributed as ddp
 from deepclust.base import DeepClusterer
@@ -122,7 +123,7 @@ def _train_dec(
     target: str = "full",
     init: str = "kmeans",
 ) -> dict:
-    """Pretrain, k-means-initialise and train DEC (``gamma=None``) or IDEC (``gamma`` = weight).
+    """Pretrain, initialise the centres (``init``) and train DEC (``gamma=None``) or IDEC (``gamma`` = weight).
 
     Returns a dict with the model, labels, centres, history and convergence diagnostics.
     """
@@ -166,8 +167,8 @@ def _train_dec(
     centers, labels0 = ddp.run_on_rank0(lambda: start(z0, n_clusters, n_init, seed))  # same on all ranks
     # share of samples whose nearest centre (the partition the Student-t Q starts from) is the
     # cluster the start gave them: 1 for k-means, below 1 where UMAP's clusters are not convex
-    voronoi = np.argmin(((z0[:, None, :] - centers[None]) ** 2).sum(-1), 1) if n * n_clusters <= 5e7 else None
-    start_agreement = None if voronoi is None else float(np.mean(voronoi == labels0))
+    # (scikit-learn's argmin works in memory-bounded chunks, as KMeans.predict here)
+    start_agreement = float(np.mean(pairwise_distances_argmin(z0, centers) == labels0))
     with torch.no_grad():
         model.centers.copy_(torch.from_numpy(centers).to(device))
 
@@ -417,9 +418,8 @@ class DEC(DeepClusterer):
             "final_delta_label": float(out["delta_label"]),
             "pretrain_epochs_run": int(out["pretrain_epochs_run"]),
             "init": str(self.init),
+            "start_nearest_centre_agreement": float(out["start_agreement"]),
         }
-        if out["start_agreement"] is not None:
-            self.diagnostics_["start_nearest_centre_agreement"] = out["start_agreement"]
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         model = self.model_.to(self.device_)
