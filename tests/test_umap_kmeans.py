@@ -149,3 +149,21 @@ def test_methods_listing_shows_it():
     assert proc.returncode == 0
     row = next(line for line in proc.stdout.splitlines() if line.startswith("umap-kmeans "))
     assert "McInnes" in row and "vectors" in row
+
+
+def test_torch_thread_count_survives_umap():
+    """umap-learn's numba kernels reset the process's OpenMP thread count (torch's too); fit and
+    predict put torch's back, so a method that runs UMAP and then trains keeps the user's setting."""
+    pytest.importorskip("umap")
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        X = np.random.default_rng(0).random((120, 5)).astype(np.float32)
+        est = UMAPKMeans(n_clusters=3, random_state=0).fit(X)
+        assert torch.get_num_threads() == 1
+        est.predict(X[:10])
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

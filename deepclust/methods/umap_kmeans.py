@@ -9,6 +9,7 @@ too); where it cannot be imported the error says how to install it.
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 import warnings
 
@@ -43,6 +44,24 @@ def import_umap():
         err.install_hint = UMAP_INSTALL_HINT  # the CLI shows such errors as one line (exit 2)
         raise err from exc
     return umap
+
+
+@contextlib.contextmanager
+def keep_torch_threads():
+    """Restore torch's intra-op thread count after umap-learn has run.
+
+    umap-learn's numba kernels run on numba's OpenMP threading layer, which sets the OpenMP
+    thread count of the process to numba's own (the machine's cores); torch shares that OpenMP
+    runtime, so after a UMAP fit torch would train on all cores whatever the user set
+    (``OMP_NUM_THREADS``, ``torch.set_num_threads``). Every UMAP call here runs inside this."""
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
 
 
 def _is_int(value) -> bool:
@@ -191,7 +210,8 @@ class UMAPKMeans(DeepClusterer):
             min_dist=float(self.min_dist), metric=self.metric, random_state=seed, n_jobs=1,
             verbose=bool(self.verbose),
         )
-        self.embedding_ = np.ascontiguousarray(self.umap_.fit_transform(Z), dtype=np.float32)
+        with keep_torch_threads():
+            self.embedding_ = np.ascontiguousarray(self.umap_.fit_transform(Z), dtype=np.float32)
 
         k = int(self.n_clusters)
         if self.clusterer == "kmeans":
@@ -223,7 +243,8 @@ class UMAPKMeans(DeepClusterer):
 
     def _embed(self, X: np.ndarray) -> np.ndarray:
         Z = self.pca_.transform(X).astype(np.float32) if self.pca_ is not None else X
-        return np.ascontiguousarray(self.umap_.transform(Z), dtype=np.float32)
+        with keep_torch_threads():
+            return np.ascontiguousarray(self.umap_.transform(Z), dtype=np.float32)
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         return self.clusterer_.predict(self._embed(X)).astype(np.int64)

@@ -174,3 +174,31 @@ def test_kmeans_start_is_the_default_and_init_is_validated():
     assert est.diagnostics_["start_nearest_centre_agreement"] == 1.0
     with pytest.raises(ValueError, match="init must be"):
         DEC(3, init="random").fit(X)
+
+
+@pytest.mark.parametrize("cls", [DEC, IDEC])
+def test_fused_adam_is_the_default_and_agrees_with_the_default_adam(cls, monkeypatch):
+    """Both stages build their Adam through training.fused_adam with fused=True (False when asked);
+    the fused kernel is the same update rule, so the fit agrees with the per-tensor Adam's to
+    float rounding on this well-separated problem."""
+    from deepclust.methods import dec as dec_mod
+
+    X, _ = _blobs()
+    seen = []
+    real = dec_mod.fused_adam
+
+    def spy(params, lr, *, fused=True, **kw):
+        opt = real(params, lr, fused=fused, **kw)
+        seen.append(bool(opt.defaults.get("fused")))
+        return opt
+
+    monkeypatch.setattr(dec_mod, "fused_adam", spy)
+    fused = cls(n_clusters=3, random_state=0, **TINY).fit(X)
+    assert seen == [True, True]  # pretraining and clustering stage, fused on the CPU
+    seen.clear()
+    plain = cls(n_clusters=3, random_state=0, fused_adam=False, **TINY).fit(X)
+    assert seen == [False, False]
+    np.testing.assert_array_equal(fused.labels_, plain.labels_)
+    np.testing.assert_allclose(fused.cluster_centers_, plain.cluster_centers_, atol=1e-4)
+    with pytest.raises(ValueError, match="fused_adam must be True or False"):
+        cls(3, fused_adam="yes").fit(X)
