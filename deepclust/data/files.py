@@ -151,6 +151,7 @@ def read_mat(path: str | os.PathLike, key: str | None = None) -> np.ndarray:
         NotImplementedError,
         IndexError,
         KeyError,
+        UnboundLocalError,  # scipy's v5 reader on some corrupt headers (found by test_loaders_fuzz.py)
     ) as exc:
         raise ValueError(
             f"{path}: not a readable MATLAB file, truncated or corrupt ({exc})"
