@@ -98,6 +98,9 @@ def run(rank: int, world: int, init_file: str, out_dir: str, cases: list[str]) -
             results[case] = {"ref_loss": ref_loss, "loss": loss, "ref_w": ref_w, "w": w, "w0": w0}
         results["fit_loop"] = fit_loop_case(out_dir, "ddp")
         torch.save(results, f"{out_dir}/rank{rank}.pt")
+        # both ranks done before either destroys the group (gloo aborts a rank with "terminate
+        # called without an active exception" otherwise; deepclust.distributed does the same)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 
