@@ -103,6 +103,9 @@ class ViewAugmenter(nn.Module):
     crop_scale : range of the area fraction kept by ResizedCrop.
     jitter : strength of ColorJitter (brightness, contrast, saturation = jitter; hue = jitter/4).
     blur : whether the strong view includes GaussianBlur.
+    flip : whether the strong view includes HorizontalFlip (p = 0.5). Off for data whose mirror
+        image is not an image of the same kind (handwriting: a mirrored 2, 3, 4, 5, 7 or 9 is not a
+        digit), where it would teach the network to equate an image with a non-image.
     """
 
     def __init__(
@@ -114,6 +117,7 @@ class ViewAugmenter(nn.Module):
         crop_scale: tuple[float, float] = (0.2, 1.0),
         jitter: float = 0.4,
         blur: bool = True,
+        flip: bool = True,
     ):
         super().__init__()
         size = (int(size), int(size)) if isinstance(size, int) else (int(size[0]), int(size[1]))
@@ -123,7 +127,9 @@ class ViewAugmenter(nn.Module):
         self.n_channels = int(mean_t.numel())
         self.register_buffer("mean", mean_t.view(1, -1, 1, 1))
         self.register_buffer("std", std_t.view(1, -1, 1, 1))
-        ops: list[nn.Module] = [K.RandomResizedCrop(size, scale=crop_scale), K.RandomHorizontalFlip()]
+        ops: list[nn.Module] = [K.RandomResizedCrop(size, scale=crop_scale)]
+        if flip:
+            ops.append(K.RandomHorizontalFlip())
         if self.n_channels == 3:
             ops += [
                 K.ColorJitter(jitter, jitter, jitter, jitter / 4, p=0.8),

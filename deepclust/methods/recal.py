@@ -94,6 +94,9 @@ class RECAL(DeepClusterer):
         the best epoch-mean NT-Xent loss by less than the share ``ssl_tol``
         (:func:`deepclust.stopping.plateau_reached`); ``ssl_epochs`` is then a cap. None: run all
         ``ssl_epochs``.
+    ssl_flip : bool, default True
+        Whether the contrastive views include a horizontal flip. ``False`` for data that are not
+        mirror-invariant (handwritten digits: the ``fast`` USPS entry).
     kmeans_n_init : int, default 10
         Restarts of k-means on the learned features (``extra_labels_["kmeans"]``).
     eval_batch_size : int, default 1024
@@ -147,6 +150,7 @@ class RECAL(DeepClusterer):
         ssl_temperature: float = 0.5,
         ssl_tol: float | None = None,
         ssl_patience: int = 5,
+        ssl_flip: bool = True,
         kmeans_n_init: int = 10,
         eval_batch_size: int = 1024,
         recalibrate_bn: bool = True,
@@ -178,6 +182,7 @@ class RECAL(DeepClusterer):
         self.ssl_temperature = ssl_temperature
         self.ssl_tol = ssl_tol
         self.ssl_patience = ssl_patience
+        self.ssl_flip = ssl_flip
         self.kmeans_n_init = kmeans_n_init
         self.eval_batch_size = eval_batch_size
         self.recalibrate_bn = recalibrate_bn
@@ -213,6 +218,8 @@ class RECAL(DeepClusterer):
             raise ValueError(f"ssl_tol must be in [0, 1) or None (run all ssl_epochs), got {self.ssl_tol!r}")
         if not (self.ssl_lr > 0 and self.ssl_temperature > 0):
             raise ValueError(f"ssl_lr and ssl_temperature must be > 0, got {self.ssl_lr!r}, {self.ssl_temperature!r}")
+        if not isinstance(self.ssl_flip, bool | np.bool_):
+            raise ValueError(f"ssl_flip must be True or False, got {self.ssl_flip!r}")
         if self.batch_size < 2:
             raise ValueError("batch_size must be >= 2 (BatchNorm and the class entropy need it)")
 
@@ -246,7 +253,7 @@ class RECAL(DeepClusterer):
                 std=self.std_, epochs=int(self.ssl_epochs), batch_size=int(self.batch_size),
                 lr=float(self.ssl_lr), temperature=float(self.ssl_temperature), seed=int(self.seed_),
                 tol=None if self.ssl_tol is None else float(self.ssl_tol), patience=int(self.ssl_patience),
-                generator=self._torch_gen, device=self.device_, verbose=bool(self.verbose))
+                flip=bool(self.ssl_flip), generator=self._torch_gen, device=self.device_, verbose=bool(self.verbose))
         Xt = device_data(self._standardized(X), self.device_)  # on the device once, where it fits
         self.history_ = _train_recal(
             model=model, X=Xt, device=self.device_, lambda_=float(self.lambda_),
@@ -363,10 +370,10 @@ class RECAL(DeepClusterer):
 def _pretrain_contrastive(
     model: VGG16BN, X: torch.Tensor, *, size: tuple[int, int], mean, std, epochs: int, batch_size: int,
     lr: float, temperature: float, seed: int, generator: torch.Generator, device, verbose: bool = False,
-    tol: float | None = None, patience: int = 5,
+    tol: float | None = None, patience: int = 5, flip: bool = True,
 ) -> History:
     """Instance contrast on the data itself (stage ``"ssl"``): two strong views of each image of a
-    mini-batch (random resized crop, flip, brightness / contrast or colour jitter, blur;
+    mini-batch (random resized crop, flip unless ``flip=False``, brightness / contrast or colour jitter, blur;
     :class:`deepclust.augment.ViewAugmenter` with the eq. 4 standardisation), the VGG features
     through a projection MLP (:class:`deepclust.nn.heads.InstanceHead`, 128-D, unit norm), and
     NT-Xent between the views (:func:`deepclust.losses.contrastive.instance_contrastive_loss`).
@@ -379,7 +386,8 @@ def _pretrain_contrastive(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed + 1)  # the head's weights from the seed, global RNG untouched
         head = InstanceHead(model.feature_dim, 128).to(device)
-    augmenter = ViewAugmenter(size=size, mean=[float(v) for v in mean], std=[float(v) for v in std]).to(device)
+    augmenter = ViewAugmenter(size=size, mean=[float(v) for v in mean], std=[float(v) for v in std],
+                              flip=flip).to(device)
     both = nn.ModuleDict({"features": model, "projection": head})
     optimizer = torch.optim.Adam(list(model.parameters()) + list(head.parameters()), lr=lr)
     n = X.shape[0]
