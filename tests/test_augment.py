@@ -44,3 +44,20 @@ def test_random_rotation_shift_is_seeded_and_bounded():
     assert not torch.allclose(a, x)
     # a shift of at most 2 px and 10 degrees keeps the square's mass inside the image
     assert torch.allclose(a.sum((1, 2, 3)), x.sum((1, 2, 3)), rtol=0.15)
+
+
+def test_flip_off_never_mirrors():
+    """``flip=False``: no strong view is a mirror image. A bright left third stays on the left in
+    every view (crops keep most of the image, jitter and blur keep the order); with the flip on,
+    about half the views have it on the right."""
+    x = torch.zeros(200, 1, 16, 16)
+    x[..., :6] = 1.0
+
+    def left_brighter(aug):
+        y = aug.strong(x, torch.Generator().manual_seed(0))
+        return (y[..., :8].mean((1, 2, 3)) > y[..., 8:].mean((1, 2, 3))).float().mean().item()
+
+    kw = dict(size=16, mean=[0.0], std=[1.0], crop_scale=(0.9, 1.0))
+    assert left_brighter(ViewAugmenter(flip=False, **kw)) == 1.0
+    assert 0.35 < left_brighter(ViewAugmenter(flip=True, **kw)) < 0.65
+    assert not any("Flip" in type(op).__name__ for op in ViewAugmenter(flip=False, **kw).strong_ops)

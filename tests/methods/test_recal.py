@@ -189,3 +189,25 @@ def test_ssl_tol_ends_the_contrastive_stage_at_its_plateau(monkeypatch):
     assert est.history_.epochs("ssl") == 4
     capped = RECAL(3, random_state=0, ssl_epochs=3, ssl_tol=None, **TINY).fit(X)
     assert capped.history_.epochs("ssl") == 3
+
+
+def test_ssl_flip_reaches_the_views_and_is_validated(monkeypatch):
+    """``ssl_flip``: the contrastive stage's augmenter is built with it (the views of the default
+    keep the flip); anything but a bool is a clear error."""
+    import deepclust.augment as augment
+
+    built = []
+    real = augment.ViewAugmenter
+
+    class Spy(real):
+        def __init__(self, **kw):
+            built.append(kw.get("flip", True))
+            super().__init__(**kw)
+
+    monkeypatch.setattr(augment, "ViewAugmenter", Spy)
+    X, _ = blobs()
+    RECAL(3, random_state=0, ssl_epochs=1, ssl_flip=False, **TINY).fit(X)
+    RECAL(3, random_state=0, ssl_epochs=1, **TINY).fit(X)
+    assert built == [False, True]
+    with pytest.raises(ValueError, match="ssl_flip"):
+        RECAL(3, ssl_epochs=1, ssl_flip="no", **TINY).fit(X)
