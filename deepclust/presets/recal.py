@@ -29,12 +29,11 @@ flip (``--set ssl_flip=False``, rows ``[no-flip]`` in ``benchmarks/RESULTS.md``)
 difference in the mean, a wider spread over seeds; the flip stays.
 
 Width: the paper's network is the full VGG16-BN (width 1); ``fast`` cuts it to what a 2-core CPU
-run affords. On USPS the budget is 15 minutes a run, and one thread at width 0.25 costs about
-11 s per contrastive epoch and 4 s per eq. 3 epoch (240-270 s a run), at 0.375 about 21 s and
-9 s (about 600 s a run with the 17-26 contrastive epochs the plateau rule ended at), at 0.5
-about 36 s and 14 s (about 1,000 s): the USPS entry takes 0.375, the widest in eighths that
-fits. Chosen on these timings, a label-free argument; the width-0.25 runs are kept as rows
-``[width-0.25]``."""
+run affords. On USPS one thread at width 0.25 costs about 11 s per contrastive epoch and 4 s per
+eq. 3 epoch (240-270 s a run), at 0.375 about 21 s and 9 s (560-580 s a run), at 0.5 about 36 s
+and 14 s (about 1,000 s, over the 15-minute budget). Width 0.375, the widest in eighths within
+the budget, was run on USPS (``--set width=0.375``, rows ``[width-0.375]`` in
+``benchmarks/RESULTS.md``): NMI fell; the entry stays at 0.25."""
 
 _SSL = {"ssl_epochs": 50, "ssl_tol": 0.01, "ssl_patience": 5}
 
@@ -51,7 +50,7 @@ PRESETS = {
             "width": 0.25, "lr": 0.01, "momentum": 0.9, "batch_size": 256,
             "virtual_batches": 1, "epochs": 15, "lambda_": 1.0, **_SSL,
         },
-        "usps": {"epochs": 15, "width": 0.375},  # the widest in eighths within 15 min (above)
+        "usps": {"epochs": 15},
         "mnist": {"width": 0.125, "epochs": 4, "ssl_epochs": 0},
         # the contrastive stage's plateau window and cap in updates, as on USPS (see above)
         "coil20": {"resize": 32, "batch_size": 240, "epochs": 20, "ssl_epochs": 150, "ssl_patience": 30},
