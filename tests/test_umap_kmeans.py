@@ -167,3 +167,14 @@ def test_torch_thread_count_survives_umap():
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
+
+
+def test_cluster_means_by_hand_and_empty_clusters():
+    """``cluster_means``: the mean row of each cluster; an empty cluster gets +inf (never nearest)."""
+    from deepclust.methods.umap_kmeans import cluster_means
+
+    z = np.array([[0.0, 2.0], [2.0, 4.0], [10.0, 10.0]])
+    got = cluster_means(z, np.array([0, 0, 2]), 3)
+    np.testing.assert_array_equal(got[0], [1.0, 3.0])
+    assert np.isinf(got[1]).all() and got[1][0] > 0
+    np.testing.assert_array_equal(got[2], [10.0, 10.0])

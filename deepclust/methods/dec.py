@@ -83,18 +83,14 @@ def _umap_start(z: np.ndarray, n_clusters: int, n_init: int, seed: int) -> tuple
     clustering, the same for every data set) on the embedding; the centres are the mean
     embeddings of its clusters (an empty cluster, which k-means on UMAP does not leave, would be
     an error, not a guess)."""
-    from deepclust.methods.umap_kmeans import UMAPKMeans
-    from deepclust.presets.umap_kmeans import PRESETS
+    from deepclust.methods.umap_kmeans import cluster_means, preset_partition
 
-    settings = {**PRESETS["fast"]["default"], "n_init": n_init}
-    labels = np.asarray(UMAPKMeans(n_clusters=n_clusters, random_state=seed, **settings).fit(z).labels_,
-                        dtype=np.int64)
+    labels = np.asarray(preset_partition(z, n_clusters, seed, n_init=n_init).labels_, dtype=np.int64)
     sizes = np.bincount(labels, minlength=n_clusters)
     if (sizes == 0).any():
         raise RuntimeError(f"init='umap': UMAP + k-means left {int((sizes == 0).sum())} of {n_clusters} "
                            "clusters empty on the embedding; use init='kmeans'")
-    centers = np.stack([z[labels == c].mean(0) for c in range(n_clusters)]).astype(np.float32)
-    return centers, labels
+    return cluster_means(z, labels, n_clusters).astype(np.float32), labels
 
 
 def _train_dec(

@@ -70,10 +70,9 @@ class PatchKMeans(DeepClusterer):
             src.set_normalisation(*src.feature_stats(scaling="global"))
             P = src.materialize().reshape(len(src), -1).numpy()
             if self.embed == "umap":
-                from deepclust.methods.umap_kmeans import UMAPKMeans
-                from deepclust.presets.umap_kmeans import PRESETS
+                from deepclust.methods.umap_kmeans import preset_partition
 
-                m = UMAPKMeans(n_clusters=k, random_state=seed, **PRESETS["fast"]["default"]).fit(P)
+                m = preset_partition(P, k, seed)
                 self.labels_, self.selection_ = np.asarray(m.labels_, dtype=np.int64), m.selection_
                 return
             self.labels_ = KMeans(k, n_init=int(self.n_init), random_state=seed).fit(P.astype(np.float64)).labels_

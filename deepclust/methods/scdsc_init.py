@@ -30,21 +30,18 @@ def umap_partition(ae: torch.nn.Module, source, X, k: int, *, sample: int | None
     """(N,) labels of the rows of ``X`` (``source`` yields the same rows in batches), a
     ``diagnostics_`` entry saying how they were obtained, and the (N, latent) codes of all rows
     when they were computed (at most ``sample`` rows; else None), for the bases."""
-    from deepclust.methods.umap_kmeans import UMAPKMeans
-    from deepclust.presets.umap_kmeans import PRESETS
+    from deepclust.methods.umap_kmeans import cluster_means, preset_partition
 
-    settings = dict(PRESETS["fast"]["default"])
     n = len(source)
     if sample is None or n <= int(sample):
         z = encode_all(ae, X, batch_size=batch, device=device)
-        labels = UMAPKMeans(n_clusters=k, random_state=seed, **settings).fit(z).labels_
+        labels = preset_partition(z, k, seed).labels_
         return (np.asarray(labels, dtype=np.int64), {"init_umap": f"UMAP + k-means on the codes of all {n} pixels"},
                 z)
     idx = np.sort(np.random.default_rng(seed).choice(n, int(sample), replace=False))
     zs = encode_all(ae, source[torch.from_numpy(idx)], batch_size=batch, device=device)
-    lab_s = np.asarray(UMAPKMeans(n_clusters=k, random_state=seed, **settings).fit(zs).labels_)
-    centres = np.stack([zs[lab_s == c].mean(0) if (lab_s == c).any() else np.full(zs.shape[1], np.inf)
-                        for c in range(k)])
+    lab_s = np.asarray(preset_partition(zs, k, seed).labels_)
+    centres = cluster_means(zs, lab_s, k)
     labels = nearest_centre_labels(ae, source, centres, batch=batch, device=device)
     return labels, {"init_umap": f"UMAP + k-means on a seeded sample of {sample} codes; "
                                  "every pixel labelled by the nearest cluster mean code"}, None

@@ -17,7 +17,7 @@ import numpy as np
 
 from deepclust.base import DeepClusterer
 
-__all__ = ["UMAPKMeans", "UMAP_INSTALL_HINT"]
+__all__ = ["UMAPKMeans", "UMAP_INSTALL_HINT", "preset_partition", "cluster_means"]
 
 UMAP_INSTALL_HINT = 'python -m pip install "deepclust[umap]"'
 
@@ -248,3 +248,22 @@ class UMAPKMeans(DeepClusterer):
 
     def _predict(self, X: np.ndarray) -> np.ndarray:
         return self.clusterer_.predict(self._embed(X)).astype(np.int64)
+
+
+def preset_partition(X: np.ndarray, n_clusters: int, seed: int, **overrides) -> UMAPKMeans:
+    """The ``umap-kmeans`` baseline with its ``fast`` preset (umap-learn's recommendation for
+    clustering, the same for every data set; ``overrides`` replace entries), fitted on the rows of
+    ``X``: the start other methods take from it (DEC / IDEC and SCDSC ``init="umap"``, the
+    ``patch-kmeans`` reference with ``embed="umap"``)."""
+    from deepclust.presets.umap_kmeans import PRESETS
+
+    settings = {**PRESETS["fast"]["default"], **overrides}
+    return UMAPKMeans(n_clusters=int(n_clusters), random_state=int(seed), **settings).fit(X)
+
+
+def cluster_means(z: np.ndarray, labels: np.ndarray, n_clusters: int) -> np.ndarray:
+    """(n_clusters, d) mean row of ``z`` in each cluster of ``labels``; an empty cluster's row is
+    +inf, so no point is ever nearest to it."""
+    z = np.asarray(z)
+    return np.stack([z[labels == c].mean(0) if (labels == c).any() else np.full(z.shape[1], np.inf)
+                     for c in range(int(n_clusters))])
