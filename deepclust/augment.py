@@ -103,9 +103,8 @@ class ViewAugmenter(nn.Module):
     crop_scale : range of the area fraction kept by ResizedCrop.
     jitter : strength of ColorJitter (brightness, contrast, saturation = jitter; hue = jitter/4).
     blur : whether the strong view includes GaussianBlur.
-    flip : whether the strong view includes HorizontalFlip (p = 0.5). Off for data whose mirror
-        image is not an image of the same kind (handwriting: a mirrored 2, 3, 4, 5, 7 or 9 is not a
-        digit), where it would teach the network to equate an image with a non-image.
+    flip : whether the strong view includes HorizontalFlip (p = 0.5); a switch for data whose
+        mirror image is not an image of the same kind (handwriting).
     """
 
     def __init__(

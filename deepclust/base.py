@@ -31,6 +31,7 @@ InputKind = Literal["vectors", "images", "scene", "any"]
 
 __all__ = [
     "DeepClusterer",
+    "check_bool",
     "check_data",
     "check_n_clusters",
     "check_not_constant",
@@ -95,6 +96,13 @@ def make_generators(random_state: int | None | np.random.Generator) -> tuple[np.
     gen = torch.Generator(device="cpu")
     gen.manual_seed(seed)
     return rng, gen, seed
+
+
+def check_bool(name: str, value: Any) -> None:
+    """A switch must be ``True`` or ``False`` (numpy's bool too), not a truthy stand-in such as
+    ``"no"`` or ``1``: ``ValueError`` naming the parameter otherwise."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
 
 
 def check_n_clusters(n_clusters: Any, n_samples: int | None = None) -> int:

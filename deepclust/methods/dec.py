@@ -32,7 +32,7 @@ import torch
 from sklearn.metrics import pairwise_distances_argmin
 
 from deepclust import distributed as ddp
-from deepclust.base import DeepClusterer
+from deepclust.base import DeepClusterer, check_bool
 from deepclust.losses.dec import kl_divergence, student_t_assignment, target_distribution
 from deepclust.nn.mlp_ae import MLPAutoencoder
 from deepclust.stopping import plateau_rule
@@ -387,8 +387,7 @@ class DEC(DeepClusterer):
                              f"(UMAP + k-means on the embedding; needs umap-learn), got {self.init!r}")
         if any(int(h) < 1 for h in self.hidden_dims):
             raise ValueError(f"hidden_dims must be positive sizes, got {self.hidden_dims!r}")
-        if not isinstance(self.fused_adam, bool | np.bool_):
-            raise ValueError(f"fused_adam must be True or False, got {self.fused_adam!r}")
+        check_bool("fused_adam", self.fused_adam)
 
     def _gamma_value(self) -> float | None:
         return None

@@ -49,7 +49,7 @@ from torch import nn
 
 from deepclust import distributed as ddp
 from deepclust.augment import random_rotation_shift
-from deepclust.base import DeepClusterer
+from deepclust.base import DeepClusterer, check_bool
 from deepclust.cluster.density_peaks import neighbor_assignment
 from deepclust.cluster.kmeans import kmeans_codes
 from deepclust.cluster.matching import label_change
@@ -448,8 +448,7 @@ class TDEC(DeepClusterer):
             raise ValueError(f"tol must be in [0, 1), got {self.tol!r}")
         if self.neighbor_mode not in ("anchored", "bank"):
             raise ValueError(f"neighbor_mode must be 'anchored' or 'bank', got {self.neighbor_mode!r}")
-        if not isinstance(self.track_centers, (bool, np.bool_)):
-            raise ValueError(f"track_centers must be True or False, got {self.track_centers!r}")
+        check_bool("track_centers", self.track_centers)
         if self.rec_reduction not in ("sum", "mean"):
             raise ValueError(f"rec_reduction must be 'sum' or 'mean', got {self.rec_reduction!r}")
         if self.update_interval is not None and int(self.update_interval) < 1:
